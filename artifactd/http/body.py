@@ -1,0 +1,280 @@
+"""Request bodies: decoded, hashed and written to a staging file off the reactor thread.
+
+Reactor thread: :meth:`StagingSink.write` only queues bytes.  Queued bytes are handed to the disk
+pool in batches of about 1 MiB, one batch in flight at a time (so order is kept); the worker thread
+updates MD5, SHA-256 and the optional checksum and appends to the staging file.  When more than
+``high_water`` bytes are queued the transport is paused; it is resumed once the queue falls under
+``low_water``.  Memory per upload is therefore bounded by ``high_water`` plus one batch.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Callable
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.python.failure import Failure
+
+from artifactd import errors
+from artifactd.checksums import Checksum, new_checksum
+from artifactd.interfaces import IBlobStore, IStagingFile
+from artifactd.storage.engine import Runner, StagedBody
+
+BATCH = 1024 * 1024
+HIGH_WATER = 8 * 1024 * 1024
+LOW_WATER = 2 * 1024 * 1024
+
+
+class _Hashes:
+    """The digests of one body.  Disk pool only (updated from the worker thread)."""
+
+    def __init__(self, checksum_algorithm: str | None) -> None:
+        self.md5 = hashlib.md5()
+        self.sha256 = hashlib.sha256()
+        self.checksum: Checksum | None = (
+            new_checksum(checksum_algorithm) if checksum_algorithm else None
+        )
+
+    def update(self, data: bytes) -> None:
+        self.md5.update(data)
+        self.sha256.update(data)
+        if self.checksum is not None:
+            self.checksum.update(data)
+
+
+class BodyChecks:
+    """What the finished body must match; every mismatch is the S3 error for it."""
+
+    def __init__(
+        self,
+        *,
+        content_md5: str | None = None,
+        content_sha256: str | None = None,
+        checksum_algorithm: str | None = None,
+        checksum_value: str | None = None,
+        expected_size: int | None = None,
+        max_size: int,
+    ) -> None:
+        self.content_md5 = content_md5
+        self.content_sha256 = content_sha256
+        self.checksum_algorithm = checksum_algorithm
+        self.checksum_value = checksum_value
+        self.expected_size = expected_size
+        self.max_size = max_size
+
+    def verify(self, size: int, hashes: _Hashes, trailer_value: str | None) -> None:
+        if self.expected_size is not None and size != self.expected_size:
+            raise errors.IncompleteBody()
+        if self.content_md5 is not None:
+            if base64.b64encode(hashes.md5.digest()).decode() != self.content_md5:
+                raise errors.BadDigest(extra={"ExpectedDigest": self.content_md5})
+        if self.content_sha256 is not None and hashes.sha256.hexdigest() != self.content_sha256:
+            raise errors.XAmzContentSHA256Mismatch(
+                extra={
+                    "ClientComputedContentSHA256": self.content_sha256,
+                    "S3ComputedContentSHA256": hashes.sha256.hexdigest(),
+                }
+            )
+        expected = trailer_value if trailer_value is not None else self.checksum_value
+        if hashes.checksum is not None and expected is not None:
+            if hashes.checksum.digest_b64() != expected:
+                raise errors.BadDigest(
+                    f"The {self.checksum_algorithm.upper() if self.checksum_algorithm else ''}"
+                    " you specified did not match the calculated checksum."
+                )
+
+
+class StagingSink:
+    """Streams one request body into a new staging file.
+
+    ``write`` and ``close`` are called on the reactor thread; hashing and file writes happen in
+    the disk pool via ``run``.  ``pause`` / ``resume`` stop and restart reading from the socket.
+    """
+
+    def __init__(
+        self,
+        blobs: IBlobStore,
+        run: Runner,
+        checks: BodyChecks,
+        pause: Callable[[], None],
+        resume: Callable[[], None],
+        *,
+        batch: int = BATCH,
+        high_water: int = HIGH_WATER,
+        low_water: int = LOW_WATER,
+    ) -> None:
+        self._blobs = blobs
+        self._run = run
+        self._checks = checks
+        self._pause = pause
+        self._resume = resume
+        self._batch = batch
+        self._high = high_water
+        self._low = low_water
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._inflight: Deferred[None] | None = None
+        self._paused = False
+        self._staging: IStagingFile | None = None
+        self._hashes = _Hashes(checks.checksum_algorithm)
+        self._error: Failure | None = None
+        self._closing: Deferred[StagedBody] | None = None
+        self._trailer_value: str | None = None
+        self._aborted = False
+        self.received = 0
+
+    # reactor thread -------------------------------------------------------
+    def write(self, data: bytes) -> None:
+        """Queue decoded body bytes; raises EntityTooLarge past the size cap."""
+        if self._error is not None or self._aborted or not data:
+            return
+        self.received += len(data)
+        if self.received > self._checks.max_size:
+            raise errors.EntityTooLarge(
+                extra={"MaxSizeAllowed": str(self._checks.max_size)}
+            )
+        self._pending.append(bytes(data))
+        self._pending_bytes += len(data)
+        if self._pending_bytes >= self._batch and self._inflight is None:
+            self._flush()
+        if self._pending_bytes > self._high and not self._paused:
+            self._paused = True
+            self._pause()
+
+    def set_trailer_checksum(self, value: str | None) -> None:
+        self._trailer_value = value
+
+    def close(self) -> Deferred[StagedBody]:
+        """Write what is queued, fsync, verify the digests; fires with the staged body or fails
+        with the S3 error (the staging file is then already removed)."""
+        assert self._closing is None
+        self._closing = Deferred()
+        self._maybe_finish()
+        return self._closing
+
+    def abort(self) -> None:
+        """The request is gone: remove the staging file once the in-flight batch is done."""
+        self._aborted = True
+        self._pending = []
+        self._pending_bytes = 0
+        self._unpause()
+        if self._inflight is None:
+            self._discard()
+
+    # internals -------------------------------------------------------------
+    def _flush(self) -> None:
+        data = self._pending
+        self._pending = []
+        size = self._pending_bytes
+        self._pending_bytes = 0
+        d = self._run(self._write_batch, data)
+        self._inflight = d
+        d.addCallbacks(self._batch_done, self._batch_failed, callbackArgs=(size,))
+
+    def _write_batch(self, pieces: list[bytes]) -> None:  # disk pool
+        data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        if self._staging is None:
+            self._staging = self._blobs.open_staging()
+        self._hashes.update(data)
+        self._staging.write(data)
+
+    def _batch_done(self, _: None, size: int) -> None:
+        self._inflight = None
+        if self._aborted:
+            self._discard()
+            return
+        if self._pending_bytes < self._low:
+            self._unpause()
+        if self._pending_bytes >= self._batch or (self._closing and self._pending):
+            self._flush()
+        else:
+            self._maybe_finish()
+
+    def _batch_failed(self, failure: Failure) -> None:
+        self._inflight = None
+        self._error = failure
+        self._pending = []
+        self._pending_bytes = 0
+        self._unpause()
+        if self._aborted:
+            self._discard()
+        else:
+            self._maybe_finish()
+
+    def _unpause(self) -> None:
+        if self._paused:
+            self._paused = False
+            self._resume()
+
+    def _maybe_finish(self) -> None:
+        if self._closing is None or self._closing.called or self._inflight is not None:
+            return
+        if self._error is not None:
+            self._fail(self._error)
+            return
+        if self._pending:
+            self._flush()
+            return
+        d = self._run(self._finish)
+        d.addCallbacks(self._closing.callback, self._fail)
+
+    def _finish(self) -> StagedBody:  # disk pool
+        if self._staging is None:
+            self._staging = self._blobs.open_staging()
+        self._checks.verify(self.received, self._hashes, self._trailer_value)
+        self._staging.sync()
+        return StagedBody(
+            staging=self._staging,
+            size=self.received,
+            md5=self._hashes.md5.hexdigest(),
+            sha256=self._hashes.sha256.hexdigest(),
+        )
+
+    def _fail(self, failure: Failure) -> None:
+        self._discard()
+        assert self._closing is not None
+        if not self._closing.called:
+            self._closing.errback(failure)
+
+    def _discard(self) -> None:
+        staging, self._staging = self._staging, None
+        if staging is not None:
+            self._run(staging.discard).addErrback(lambda f: None)
+
+    @property
+    def checksum(self) -> str | None:
+        """The checksum value computed (base64), after close."""
+        return self._hashes.checksum.digest_b64() if self._hashes.checksum else None
+
+
+class MemorySink:
+    """A small body (request XML) kept in memory up to ``cap`` bytes, hashed inline."""
+
+    def __init__(self, checks: BodyChecks) -> None:
+        self._checks = checks
+        self._chunks: list[bytes] = []
+        self._hashes = _Hashes(checks.checksum_algorithm)
+        self.received = 0
+        self._trailer_value: str | None = None
+
+    def write(self, data: bytes) -> None:
+        self.received += len(data)
+        if self.received > self._checks.max_size:
+            raise errors.MaxMessageLengthExceeded(
+                extra={"MaxMessageLengthBytes": str(self._checks.max_size)}
+            )
+        self._chunks.append(bytes(data))
+        self._hashes.update(data)
+
+    def set_trailer_checksum(self, value: str | None) -> None:
+        self._trailer_value = value
+
+    def close(self) -> Deferred[bytes]:
+        try:
+            self._checks.verify(self.received, self._hashes, self._trailer_value)
+        except errors.S3Error:
+            return fail()
+        return succeed(b"".join(self._chunks))
+
+    def abort(self) -> None:
+        self._chunks = []

@@ -1,0 +1,38 @@
+"""Per-request state shared by the body path, the API handlers and the access log."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from attrs import define
+
+from artifactd.errors import S3Error
+from artifactd.http.actions import Target
+
+if TYPE_CHECKING:
+    from artifactd.storage.engine import StagedBody
+
+
+def new_request_id() -> str:
+    return os.urandom(8).hex().upper()
+
+
+@define
+class RequestContext:
+    request_id: str
+    started: float
+    method: str
+    peer: str
+    target: Target | None = None
+    action: str = "Unknown"
+    principal: str | None = None
+    error: S3Error | None = None  # found before the body; the handler raises it
+    error_code: str | None = None  # the S3 error code sent, for the access log
+    staged: StagedBody | None = None  # a streamed body, once complete
+    staged_consumed: bool = False  # handed to the engine (which now owns the staging file)
+    payload: bytes = b""  # a small (XML) body
+    checksum_algorithm: str | None = None
+    checksum_value: str | None = None  # base64, computed over the received body
+    bytes_in: int = 0
+    logged: bool = False

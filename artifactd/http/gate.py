@@ -1,0 +1,225 @@
+"""The checks made once a request's headers are in, before ``100 Continue`` and before any body
+byte is read: which action it is, who signed it, whether its bucket (and upload) exist, whether its
+size is allowed, and how its body must be decoded and verified."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime
+import re
+from collections.abc import Callable, Sequence
+
+from attrs import frozen
+
+from artifactd import errors, names
+from artifactd.checksums import ALGORITHMS
+from artifactd.config import Config
+from artifactd.http import sigv4
+from artifactd.http.actions import classify, parse_target
+from artifactd.http.awschunked import trailer_checksum_algorithm
+from artifactd.http.body import BodyChecks
+from artifactd.http.context import RequestContext
+from artifactd.interfaces import IAuthenticator, IMetadataStore
+
+STREAMED_ACTIONS = frozenset({"PutObject", "UploadPart"})
+MAX_XML_BODY = 4 * 1024 * 1024
+MAX_OTHER_BODY = 64 * 1024
+MAX_PART_SIZE = 5 * 1024**3
+MAX_PARTS = 10000
+
+_HEX64 = re.compile(r"\A[0-9a-f]{64}\Z")
+_SIGNED_STREAMING = ("STREAMING-AWS4-HMAC-SHA256-PAYLOAD", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER")
+_UNSIGNED_STREAMING = ("STREAMING-UNSIGNED-PAYLOAD-TRAILER",)
+
+
+@frozen
+class ChunkedSpec:
+    """How to decode an ``aws-chunked`` body."""
+
+    decoded_length: int | None
+    trailer_names: tuple[str, ...]
+    signatures: sigv4.ChunkSignatureVerifier | None
+
+
+@frozen
+class BodyPlan:
+    streamed: bool  # to a staging file (True) or kept in memory (False)
+    checks: BodyChecks
+    chunked: ChunkedSpec | None
+
+
+class Gate:
+    """Admits or refuses a request from its head.  Reactor thread; reads metadata inline (cheap
+    LevelDB gets)."""
+
+    def __init__(
+        self,
+        config: Config,
+        meta: IMetadataStore,
+        authenticator: IAuthenticator,
+        seconds: Callable[[], float],
+    ) -> None:
+        self._config = config
+        self._meta = meta
+        self._auth = authenticator
+        self._seconds = seconds
+
+    def admit(
+        self,
+        ctx: RequestContext,
+        raw_uri: bytes,
+        headers: Sequence[tuple[bytes, bytes]],
+        length: int | None,
+    ) -> BodyPlan:
+        """Fill in ``ctx`` (target, action, principal) and return how to receive the body;
+        raises the S3 error that refuses the request."""
+        target, raw_path, raw_query = parse_target(raw_uri, self._config.base_path)
+        ctx.target = target
+        lower = _lower_headers(headers)
+        ctx.action = classify(ctx.method, target, lower)
+        verified = self._authenticate(ctx.method, raw_path, raw_query, headers)
+        ctx.principal = verified.access_key
+        if ctx.action == "CreateBucket":
+            assert target.bucket is not None
+            names.check_bucket_name(target.bucket)
+        if target.key is not None:
+            names.check_key(target.key)
+        streamed = ctx.action in STREAMED_ACTIONS
+        if streamed:
+            self._admit_upload(ctx, lower, length)
+        return self._plan(ctx, lower, length, verified, streamed)
+
+    # --------------------------------------------------------------- helpers
+    def _authenticate(
+        self, method: str, raw_path: bytes, raw_query: bytes, headers: Sequence[tuple[bytes, bytes]]
+    ) -> sigv4.Verified:
+        now = datetime.datetime.fromtimestamp(self._seconds(), tz=datetime.UTC)
+        verified = sigv4.authenticate(
+            sigv4.SignedRequest(method.encode(), raw_path, raw_query, tuple(headers)),
+            self._auth.secret_for,
+            now,
+        )
+        if verified is None:
+            raise errors.AccessDenied("Anonymous access is not allowed; sign requests with SigV4.")
+        return verified
+
+    def _admit_upload(self, ctx: RequestContext, h: dict[str, str], length: int | None) -> None:
+        target = ctx.target
+        assert target is not None and target.bucket is not None and target.key is not None
+        if "content-length" not in h and "transfer-encoding" not in h:
+            raise errors.MissingContentLength()
+        declared = h.get("x-amz-decoded-content-length") or (
+            str(length) if length is not None else None
+        )
+        limit = self._config.max_object_size
+        if ctx.action == "UploadPart":
+            limit = min(limit, MAX_PART_SIZE)
+        if declared is not None:
+            try:
+                size = int(declared)
+            except ValueError:
+                raise errors.InvalidArgument("Invalid content length.") from None
+            if size > limit:
+                raise errors.EntityTooLarge(
+                    extra={"ProposedSize": str(size), "MaxSizeAllowed": str(limit)}
+                )
+        if self._meta.get_bucket(target.bucket) is None:
+            raise errors.NoSuchBucket(resource=target.bucket, extra={"BucketName": target.bucket})
+        if ctx.action == "UploadPart":
+            upload_id = target.query.get("uploadId", "")
+            number = target.query.get("partNumber", "")
+            if not number.isdigit() or not 1 <= int(number) <= MAX_PARTS:
+                raise errors.InvalidArgument(
+                    "Part number must be an integer between 1 and 10000, inclusive",
+                    extra={"ArgumentName": "partNumber", "ArgumentValue": number},
+                )
+            if self._meta.get_upload(target.bucket, target.key, upload_id) is None:
+                raise errors.NoSuchUpload(extra={"UploadId": upload_id})
+
+    def _plan(
+        self,
+        ctx: RequestContext,
+        h: dict[str, str],
+        length: int | None,
+        verified: sigv4.Verified,
+        streamed: bool,
+    ) -> BodyPlan:
+        content_md5 = h.get("content-md5")
+        if content_md5 is not None:
+            try:
+                if len(base64.b64decode(content_md5, validate=True)) != 16:
+                    raise ValueError
+            except (ValueError, binascii.Error):
+                raise errors.InvalidDigest(extra={"Content-MD5": content_md5}) from None
+        payload = verified.payload_hash
+        content_sha256 = None
+        chunked: ChunkedSpec | None = None
+        if _HEX64.match(payload):
+            content_sha256 = payload
+        elif payload in _SIGNED_STREAMING or payload in _UNSIGNED_STREAMING:
+            decoded = h.get("x-amz-decoded-content-length")
+            trailers = tuple(
+                t.strip().lower() for t in h.get("x-amz-trailer", "").split(",") if t.strip()
+            )
+            chunked = ChunkedSpec(
+                decoded_length=int(decoded) if decoded and decoded.isdigit() else None,
+                trailer_names=trailers,
+                signatures=sigv4.ChunkSignatureVerifier.for_request(verified)
+                if payload in _SIGNED_STREAMING
+                else None,
+            )
+        elif payload != "UNSIGNED-PAYLOAD":
+            raise errors.InvalidArgument(
+                "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-UNSIGNED-PAYLOAD-TRAILER,"
+                " STREAMING-AWS4-HMAC-SHA256-PAYLOAD[-TRAILER] or a SHA-256 hex digest.",
+                extra={"ArgumentName": "x-amz-content-sha256"},
+            )
+        algorithm, value = _checksum_request(h, chunked)
+        ctx.checksum_algorithm = algorithm
+        if streamed:
+            max_size = self._config.max_object_size
+        elif ctx.action in ("CompleteMultipartUpload", "DeleteObjects", "CreateBucket"):
+            max_size = MAX_XML_BODY
+        else:
+            max_size = MAX_OTHER_BODY
+        if not streamed and length is not None and length > max_size:
+            raise errors.MaxMessageLengthExceeded(extra={"MaxMessageLengthBytes": str(max_size)})
+        checks = BodyChecks(
+            content_md5=content_md5,
+            content_sha256=content_sha256,
+            checksum_algorithm=algorithm,
+            checksum_value=value,
+            max_size=max_size,
+        )
+        return BodyPlan(streamed=streamed, checks=checks, chunked=chunked)
+
+
+def _lower_headers(headers: Sequence[tuple[bytes, bytes]]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in headers:
+        out.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
+    return out
+
+
+def _checksum_request(
+    h: dict[str, str], chunked: ChunkedSpec | None
+) -> tuple[str | None, str | None]:
+    """The checksum algorithm to compute and the value (base64) the client sent in a header."""
+    if chunked is not None:
+        from_trailer = trailer_checksum_algorithm(list(chunked.trailer_names))
+        if from_trailer is not None:
+            return from_trailer, None
+    for alg in sorted(ALGORITHMS):
+        value = h.get(f"x-amz-checksum-{alg}")
+        if value is not None:
+            return alg, value
+    sdk = h.get("x-amz-sdk-checksum-algorithm")
+    if sdk is not None:
+        if sdk.lower() not in ALGORITHMS:
+            raise errors.InvalidArgument(
+                "Value for x-amz-sdk-checksum-algorithm header is invalid.",
+                extra={"ArgumentName": "x-amz-sdk-checksum-algorithm"},
+            )
+        return sdk.lower(), None
+    return None, None

@@ -1,0 +1,134 @@
+"""S3 XML documents: rendering responses and parsing request bodies (with defusedxml, so entity
+expansion, external entities and DTDs are refused)."""
+
+from __future__ import annotations
+
+import datetime
+import email.utils
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import quote
+
+import defusedxml.ElementTree as SafeET
+
+from artifactd import errors
+
+NS = "http://s3.amazonaws.com/doc/2006-03-01/"
+OWNER_ID = "artifactd"
+_DECL = b'<?xml version="1.0" encoding="UTF-8"?>\n'
+
+Child = tuple[str, Any]  # (tag, text | list[Child] | None)
+
+
+def iso8601(ts: float) -> str:
+    """S3's timestamp form in XML: ``2026-11-28T01:02:03.000Z``."""
+    dt = datetime.datetime.fromtimestamp(ts, tz=datetime.UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def http_date(ts: float) -> str:
+    """RFC 7231 date for Last-Modified and Date headers."""
+    return email.utils.formatdate(int(ts), usegmt=True)
+
+
+def _fill(parent: ET.Element, children: Iterable[Child]) -> None:
+    for tag, value in children:
+        if value is None:
+            continue
+        el = ET.SubElement(parent, tag)
+        if isinstance(value, list):
+            _fill(el, value)
+        elif isinstance(value, bool):
+            el.text = "true" if value else "false"
+        else:
+            el.text = str(value)
+
+
+def document(
+    root: str, children: Iterable[Child], *, namespace: bool = True, text: str | None = None
+) -> bytes:
+    """Serialise ``<root xmlns=...>children</root>`` with an XML declaration."""
+    el = ET.Element(root, {"xmlns": NS} if namespace else {})
+    el.text = text
+    _fill(el, children)
+    return _DECL + ET.tostring(el, encoding="utf-8", xml_declaration=False)
+
+
+def error_document(error: errors.S3Error, request_id: str) -> bytes:
+    children: list[Child] = [("Code", error.code), ("Message", error.message)]
+    children.extend(error.extra.items())
+    if error.resource is not None:
+        children.append(("Resource", error.resource))
+    children.append(("RequestId", request_id))
+    children.append(("HostId", request_id))
+    return document("Error", children, namespace=False)
+
+
+def owner() -> list[Child]:
+    return [("ID", OWNER_ID), ("DisplayName", OWNER_ID)]
+
+
+def encode_key(key: str, encoding_type: str | None) -> str:
+    """Keys in listings, URL-encoded when the client asked for ``encoding-type=url``."""
+    if encoding_type == "url":
+        return quote(key, safe="/~-_.")
+    return key
+
+
+# ------------------------------------------------------------------ parsing
+def parse(body: bytes, root: str) -> ET.Element:
+    """Parse a request body whose document element must be ``root`` (namespace optional)."""
+    if not body.strip():
+        raise errors.MalformedXML()
+    try:
+        el: ET.Element = SafeET.fromstring(body, forbid_dtd=True)
+    except (ET.ParseError, SafeET.DefusedXmlException, ValueError):
+        raise errors.MalformedXML() from None
+    if _local(el.tag) != root:
+        raise errors.MalformedXML()
+    return el
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def children(el: ET.Element, name: str) -> list[ET.Element]:
+    return [c for c in el if _local(c.tag) == name]
+
+
+def text(el: ET.Element, name: str) -> str | None:
+    found = children(el, name)
+    if not found:
+        return None
+    return found[0].text or ""
+
+
+def parse_complete_upload(body: bytes) -> list[tuple[int, str, Mapping[str, str]]]:
+    """``(part number, etag without quotes, checksums)`` for each ``<Part>``, in document order."""
+    root = parse(body, "CompleteMultipartUpload")
+    parts: list[tuple[int, str, Mapping[str, str]]] = []
+    for part in children(root, "Part"):
+        number = text(part, "PartNumber")
+        etag = text(part, "ETag")
+        if number is None or etag is None or not number.strip().isdigit():
+            raise errors.MalformedXML()
+        checksums = {
+            _local(c.tag): (c.text or "") for c in part if _local(c.tag).startswith("Checksum")
+        }
+        parts.append((int(number), etag.strip().strip('"'), checksums))
+    if not parts:
+        raise errors.MalformedXML(
+            "The XML you provided was not well-formed or did not validate against our published"
+            " schema: a CompleteMultipartUpload needs at least one Part."
+        )
+    return parts
+
+
+def parse_create_bucket(body: bytes) -> str | None:
+    """The LocationConstraint of a CreateBucketConfiguration, if any."""
+    if not body.strip():
+        return None
+    root = parse(body, "CreateBucketConfiguration")
+    return text(root, "LocationConstraint")

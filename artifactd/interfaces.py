@@ -1,0 +1,163 @@
+"""The seams of artifactd: blob store, metadata store and authenticator.
+
+Nothing outside the implementing modules knows about file paths or plyvel; a PostgreSQL metadata
+store or an object-tier blob store plugs in here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from zope.interface import Interface
+
+from artifactd.records import (
+    Bucket,
+    ListPage,
+    ObjectRecord,
+    Part,
+    Upload,
+    UploadPage,
+)
+
+
+class IStagingFile(Interface):
+    """A new blob being written.  Disk pool only: every method may block."""
+
+    def write(data: bytes) -> None:
+        """Append ``data``."""
+
+    def sync() -> None:
+        """Flush and fsync the bytes written so far; after this the file is durable."""
+
+    def discard() -> None:
+        """Close and delete the staging file.  Idempotent."""
+
+
+class IBlobStore(Interface):
+    """Content-addressed, immutable blobs named by the hex SHA-256 of their bytes.
+
+    Every method may block (disk I/O): call from the disk threadpool, never the reactor thread,
+    except :meth:`open_blob` whose returned stream is read in small pieces by the download producer.
+    """
+
+    def open_staging() -> IStagingFile:
+        """Create a new staging file on the same filesystem as the blobs."""
+
+    def commit(staging: IStagingFile, digest: str) -> bool:
+        """Make a synced staging file the blob ``digest``, durably (rename, fsync the directory).
+
+        If the blob already exists the staging file is discarded instead.  Returns whether a new
+        blob was created.  Must be called with the engine's commit lock held so that it cannot race
+        a deletion of the same digest.
+        """
+
+    def open_blob(digest: str) -> BinaryIO:
+        """Open the blob for reading; raises ``FileNotFoundError`` if it does not exist."""
+
+    def delete(digest: str) -> None:
+        """Remove the blob if it exists."""
+
+    def exists(digest: str) -> bool:
+        """Whether the blob exists."""
+
+    def digests() -> Iterator[str]:
+        """Every stored blob's digest (a directory walk: disk pool only)."""
+
+    def clear_staging() -> int:
+        """Remove every staging file left by an earlier process; returns how many."""
+
+    def check_free_space() -> int:
+        """Bytes available to new blobs."""
+
+
+class IMetadataStore(Interface):
+    """Buckets, objects, multipart uploads, parts and blob reference counts.
+
+    Reads are cheap and may run on the reactor thread.  Mutations are atomic (one write batch,
+    synced before returning) and may block: disk pool only, under the engine's commit lock.
+    Mutations return the digests whose reference count dropped to zero, so the caller can delete
+    those blobs *after* the metadata no longer points at them.
+    """
+
+    # reads
+    def get_bucket(name: str) -> Bucket | None:
+        """The bucket, or None."""
+
+    def list_buckets() -> list[Bucket]:
+        """All buckets in name order."""
+
+    def bucket_is_empty(name: str) -> bool:
+        """Whether the bucket holds no objects and no multipart uploads."""
+
+    def get_object(bucket: str, key: str) -> ObjectRecord | None:
+        """The current object record, or None."""
+
+    def list_objects(
+        bucket: str, prefix: str, delimiter: str, start_after: str, max_keys: int
+    ) -> ListPage:
+        """One page of keys greater than ``start_after`` under ``prefix`` in S3 (UTF-8 byte) order,
+        rolling keys that contain ``delimiter`` after the prefix into common prefixes."""
+
+    def get_upload(bucket: str, key: str, upload_id: str) -> Upload | None:
+        """The multipart upload, or None."""
+
+    def list_parts(upload_id: str, after: int, max_parts: int) -> tuple[list[Part], bool]:
+        """Parts numbered above ``after``, in order, and whether more remain."""
+
+    def list_uploads(
+        bucket: str,
+        prefix: str,
+        delimiter: str,
+        key_marker: str,
+        upload_id_marker: str,
+        max_uploads: int,
+    ) -> UploadPage:
+        """One page of in-progress uploads in (key, initiation) order."""
+
+    def all_uploads() -> Iterator[Upload]:
+        """Every upload in every bucket (used by the expiry task)."""
+
+    def refcount(digest: str) -> int:
+        """How many references the blob has."""
+
+    # mutations: disk pool only, under the commit lock
+    def create_bucket(bucket: Bucket) -> bool:
+        """Record the bucket; False if it already existed."""
+
+    def delete_bucket(name: str) -> None:
+        """Remove an empty bucket; raises NoSuchBucket or BucketNotEmpty."""
+
+    def put_object(record: ObjectRecord) -> list[str]:
+        """Store (or replace) the object, adding references to its blobs."""
+
+    def delete_object(bucket: str, key: str) -> tuple[bool, list[str]]:
+        """Remove the object if present; returns (existed, released digests)."""
+
+    def create_upload(upload: Upload) -> None:
+        """Record a new multipart upload."""
+
+    def put_part(bucket: str, key: str, part: Part) -> list[str]:
+        """Record (or replace) a part; raises NoSuchUpload if the upload is gone."""
+
+    def complete_upload(upload: Upload, record: ObjectRecord) -> list[str]:
+        """Atomically store ``record`` and remove the upload with all its parts.
+
+        Raises NoSuchUpload if the upload is gone (e.g. aborted concurrently)."""
+
+    def abort_upload(upload: Upload) -> list[str]:
+        """Remove the upload and its parts; raises NoSuchUpload if it is gone."""
+
+    def repair_refcounts() -> tuple[int, set[str]]:
+        """Recompute every reference count from the object and part records, fix the stored
+        counts, and return (how many were wrong, every referenced digest).  Disk pool only."""
+
+    def close() -> None:
+        """Release the database.  Only after every thread using it has finished."""
+
+
+class IAuthenticator(Interface):
+    """Maps an access key id to its secret; the root pair today, users later."""
+
+    def secret_for(access_key: str) -> str | None:
+        """The secret key for ``access_key``, or None if unknown."""

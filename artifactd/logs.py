@@ -1,0 +1,65 @@
+"""JSON Lines logging for ``twistd --logger artifactd.logs.json_observer``.
+
+One JSON object per line on stdout (journald captures and rotates it): ``time`` (ISO 8601 UTC),
+``level``, ``namespace``, ``msg`` (the rendered message), the event's own fields, and
+``traceback`` for failures.  Twisted's bookkeeping keys (``log_*``) are dropped.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import sys
+from collections.abc import Callable
+from typing import IO, Any
+
+from twisted.logger import ILogObserver, LogEvent, formatEvent
+from zope.interface import provider
+
+_SECRET_FIELDS = frozenset({"secret", "secret_key", "root_secret_key", "authorization", "signature"})
+
+
+def _default(value: object) -> str:
+    return repr(value)
+
+
+def event_as_dict(event: LogEvent) -> dict[str, Any]:
+    """The JSON-ready form of one event."""
+    out: dict[str, Any] = {
+        "time": datetime.datetime.fromtimestamp(
+            event.get("log_time", 0.0), tz=datetime.UTC
+        ).isoformat(timespec="milliseconds"),
+        "level": event["log_level"].name if event.get("log_level") is not None else "info",
+        "namespace": event.get("log_namespace", ""),
+        "msg": formatEvent(event),
+    }
+    for key, value in event.items():
+        if key.startswith("log_") or key in out or key in _SECRET_FIELDS:
+            continue
+        if key in ("format", "message", "isError", "system", "time", "why", "failure"):
+            continue
+        out[key] = value
+    failure = event.get("log_failure")
+    if failure is not None:
+        out["traceback"] = failure.getTraceback()
+        if not out["msg"]:
+            out["msg"] = failure.getErrorMessage()
+    return out
+
+
+def json_observer_to(stream: IO[str]) -> Callable[[LogEvent], None]:
+    @provider(ILogObserver)
+    def observe(event: LogEvent) -> None:
+        try:
+            line = json.dumps(event_as_dict(event), default=_default, ensure_ascii=False)
+        except Exception as e:  # never let a bad field kill logging
+            line = json.dumps({"level": "error", "msg": f"unloggable event: {e!r}"})
+        stream.write(line + "\n")
+        stream.flush()
+
+    return observe
+
+
+def json_observer() -> Callable[[LogEvent], None]:
+    """The factory twistd's ``--logger`` calls: JSON Lines to stdout."""
+    return json_observer_to(sys.stdout)

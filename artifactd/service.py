@@ -1,0 +1,207 @@
+"""The service tree: opens the data directory and recovers in ``startService``; drains and closes
+in ``stopService``.  Nothing here runs before twistd has forked and dropped privileges."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Callable
+from typing import IO, Any, ParamSpec, TypeVar
+
+from twisted.application.service import Service
+from twisted.internet import endpoints
+from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
+from twisted.internet.interfaces import IListeningPort, IReactorCore, IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
+
+from artifactd import credentials
+from artifactd.config import Config
+from artifactd.http.api import S3Api
+from artifactd.http.gate import Gate
+from artifactd.http.site import S3Site
+from artifactd.records import RecoveryReport
+from artifactd.storage.blobs import FileBlobStore
+from artifactd.storage.engine import Engine
+from artifactd.storage.kv import LevelDBKV
+from artifactd.storage.layout import Layout
+from artifactd.storage.metadata import KVMetadataStore
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class DataDirInUse(Exception):
+    """Another artifactd holds the data directory's lock."""
+
+
+class ArtifactdService(Service):
+    log = Logger()
+
+    def __init__(self, config: Config, reactor: Any) -> None:
+        self.config = config
+        self._reactor = reactor
+        self._lock_file: IO[bytes] | None = None
+        self._pool: ThreadPool | None = None
+        self._meta: KVMetadataStore | None = None
+        self._ports: list[IListeningPort] = []
+        self._expiry: LoopingCall | None = None
+        self.engine: Engine | None = None
+        self.site: S3Site | None = None
+        self.ready: Deferred[None] = Deferred()
+
+    # ------------------------------------------------------------- start
+    def startService(self) -> None:
+        super().startService()
+        config = self.config
+        layout = Layout(os.path.abspath(config.data_dir))
+        os.makedirs(layout.root, mode=0o750, exist_ok=True)
+        self._lock(layout.lock)
+        pair = self._credentials(layout)
+        pool = ThreadPool(minthreads=1, maxthreads=config.disk_threads, name="artifactd-disk")
+        pool.start()
+        self._pool = pool
+
+        def run(f: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
+            return deferToThreadPool(self._reactor, pool, f, *args, **kwargs)
+
+        blobs = FileBlobStore(layout)
+        blobs.prepare()
+        self._meta = KVMetadataStore(LevelDBKV(layout.metadata))
+        engine = Engine(blobs, self._meta, run)
+        self.engine = engine
+        clock: IReactorTime = self._reactor
+        gate = Gate(config, self._meta, credentials.StaticAuthenticator(pair), clock.seconds)
+        api = S3Api(config, engine, self._meta, clock)
+        self.site = S3Site(
+            api.resource(), gate=gate, engine=engine, blobs=blobs, run=run, clock=clock
+        )
+        self.log.info(
+            "artifactd starting: data_dir={data_dir} listen={listen}",
+            data_dir=layout.root,
+            listen=list(config.listen),
+        )
+        d = engine.recover()
+        d.addCallback(self._recovered)
+        d.addCallback(lambda _: self._listen())
+        d.addCallback(lambda _: self._start_expiry())
+        d.addCallbacks(self.ready.callback, self._start_failed)
+
+    def _lock(self, path: str) -> None:
+        f = open(path, "ab")  # noqa: SIM115 - held for the process lifetime
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            raise DataDirInUse(
+                f"the data directory {os.path.dirname(path)} is in use by another artifactd"
+                " process; run one daemon per data directory"
+            ) from None
+        self._lock_file = f
+
+    def _credentials(self, layout: Layout) -> credentials.KeyPair:
+        config = self.config
+        if config.root_access_key is not None and config.root_secret_key is not None:
+            self.log.info(
+                "root credentials from configuration: access_key={access_key}",
+                access_key=config.root_access_key,
+            )
+            return credentials.KeyPair(config.root_access_key, config.root_secret_key)
+        pair, created = credentials.load_or_create(layout.credentials)
+        self.log.info(
+            "root credentials {how} {path} (access_key={access_key}); the secret is in that file",
+            how="generated and stored in" if created else "read from",
+            path=layout.credentials,
+            access_key=pair.access_key,
+        )
+        return pair
+
+    def _recovered(self, report: RecoveryReport) -> None:
+        self.log.info(
+            "recovery: removed {staging_removed} staging files and {orphan_blobs_removed} orphan"
+            " blobs, fixed {refcounts_fixed} reference counts",
+            staging_removed=report.staging_removed,
+            orphan_blobs_removed=report.orphan_blobs_removed,
+            refcounts_fixed=report.refcounts_fixed,
+        )
+        if report.missing_blobs:
+            self.log.critical(
+                "{count} referenced blobs are missing from the blob store: {digests}",
+                count=len(report.missing_blobs),
+                digests=list(report.missing_blobs[:20]),
+            )
+
+    @inlineCallbacks
+    def _listen(self) -> Any:
+        assert self.site is not None
+        for description in self.config.listen:
+            endpoint = endpoints.serverFromString(self._reactor, description)
+            port = yield endpoint.listen(self.site)
+            self._ports.append(port)
+            address = port.getHost()
+            self.log.info(
+                "listening on {description} ({host}:{port})",
+                description=description,
+                host=getattr(address, "host", "?"),
+                port=getattr(address, "port", "?"),
+            )
+
+    def _start_expiry(self) -> None:
+        self._expiry = LoopingCall(self.expire_uploads)
+        self._expiry.clock = self._reactor
+        self._expiry.start(self.config.expiry_interval_seconds, now=True).addErrback(
+            lambda f: self.log.failure("upload expiry stopped", f)
+        )
+
+    def _start_failed(self, failure: Any) -> None:
+        self.log.failure("artifactd failed to start", failure)
+        reactor: IReactorCore = self._reactor
+        if reactor.running:
+            reactor.stop()
+
+    @inlineCallbacks
+    def expire_uploads(self) -> Any:
+        """Abort multipart uploads initiated longer ago than the configured expiry."""
+        assert self._meta is not None and self.engine is not None
+        cutoff = self._reactor.seconds() - self.config.upload_expiry_seconds
+        stale = [u for u in self._meta.all_uploads() if u.initiated < cutoff]
+        for upload in stale:
+            try:
+                yield self.engine.abort_upload(upload)
+            except Exception:
+                continue
+            self.log.info(
+                "expired multipart upload {upload_id} of {bucket}/{key}",
+                upload_id=upload.upload_id,
+                bucket=upload.bucket,
+                key=upload.key,
+            )
+
+    # -------------------------------------------------------------- stop
+    @inlineCallbacks
+    def stopService(self) -> Any:
+        super().stopService()
+        failures: list[Any] = []
+        if self._expiry is not None and self._expiry.running:
+            self._expiry.stop()
+        results = yield DeferredList(
+            [port.stopListening() for port in self._ports if port], consumeErrors=True
+        )
+        failures.extend(r for ok, r in results if not ok)
+        self._ports = []
+        if self.engine is not None:
+            yield self.engine.drain()
+        if self._pool is not None:
+            self._pool.stop()  # joins the disk threads: nothing uses the database after this
+            self._pool = None
+        if self._meta is not None:
+            self._meta.close()
+            self._meta = None
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+        self.log.info("artifactd stopped")
+        if failures:
+            failures[0].raiseException()

@@ -1,0 +1,109 @@
+"""Blobs as files sharded by SHA-256 on local disk (``blobs/ab/cd/<digest>``)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from zope.interface import implementer
+
+from artifactd.interfaces import IBlobStore, IStagingFile
+from artifactd.storage.durable import FileSystem, OSFileSystem, durable_rename, durable_unlink
+from artifactd.storage.layout import Layout, is_digest
+
+
+@implementer(IStagingFile)
+class StagingFile:
+    """A temp file under ``staging/``.  Disk pool only."""
+
+    def __init__(self, path: str, fs: FileSystem) -> None:
+        self.path = path
+        self._fs = fs
+        self._file: BinaryIO | None = open(path, "wb", buffering=0)  # noqa: SIM115
+
+    def write(self, data: bytes) -> None:
+        assert self._file is not None, "write after discard"
+        view = memoryview(data)
+        while view:
+            written = self._file.write(view)
+            view = view[written or 0 :]
+
+    def sync(self) -> None:
+        assert self._file is not None
+        self._fs.fsync_fd(self._file.fileno())
+        self._file.close()
+
+    def discard(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._fs.unlink(self.path)
+
+
+@implementer(IBlobStore)
+class FileBlobStore:
+    def __init__(self, layout: Layout, fs: FileSystem | None = None) -> None:
+        self._layout = layout
+        self._fs = fs if fs is not None else OSFileSystem()
+
+    def prepare(self) -> None:
+        """Create the directory skeleton (disk pool or start-up only)."""
+        os.makedirs(self._layout.blobs, exist_ok=True)
+        os.makedirs(self._layout.staging, exist_ok=True)
+
+    def open_staging(self) -> StagingFile:
+        fd, path = tempfile.mkstemp(prefix="put-", dir=self._layout.staging)
+        os.close(fd)
+        os.chmod(path, 0o640)
+        return StagingFile(path, self._fs)
+
+    def commit(self, staging: IStagingFile, digest: str) -> bool:
+        assert isinstance(staging, StagingFile)
+        target = self._layout.blob(digest)
+        if os.path.exists(target):
+            staging.discard()
+            return False
+        durable_rename(self._fs, staging.path, target)
+        return True
+
+    def open_blob(self, digest: str) -> BinaryIO:
+        return open(self._layout.blob(digest), "rb")  # noqa: SIM115
+
+    def delete(self, digest: str) -> None:
+        durable_unlink(self._fs, self._layout.blob(digest))
+
+    def exists(self, digest: str) -> bool:
+        return os.path.exists(self._layout.blob(digest))
+
+    def digests(self) -> Iterator[str]:
+        for top in _subdirs(self._layout.blobs):
+            for mid in _subdirs(top):
+                with os.scandir(mid) as entries:
+                    for entry in entries:
+                        if is_digest(entry.name):
+                            yield entry.name
+
+    def clear_staging(self) -> int:
+        removed = 0
+        with os.scandir(self._layout.staging) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    os.unlink(entry.path)
+                removed += 1
+        if removed:
+            self._fs.fsync_dir(self._layout.staging)
+        return removed
+
+    def check_free_space(self) -> int:
+        st = os.statvfs(self._layout.blobs)
+        return st.f_bavail * st.f_frsize
+
+
+def _subdirs(path: str) -> list[str]:
+    with os.scandir(path) as entries:
+        return sorted(e.path for e in entries if e.is_dir(follow_symlinks=False))

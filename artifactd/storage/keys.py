@@ -1,0 +1,185 @@
+"""Pure codecs between metadata records and LevelDB keys and values.
+
+Key layout (every key starts with a one-byte table tag)::
+
+    b"B" bucket                                  -> Bucket
+    b"O" bucket 0x00 key                         -> ObjectRecord (current version)
+    b"U" bucket 0x00 key 0x00 upload_id          -> Upload
+    b"P" upload_id 0x00 part_number (4 bytes BE) -> Part
+    b"R" digest                                  -> reference count (decimal ASCII)
+
+Bucket names never contain 0x00, so within one bucket the byte order of object keys is the byte
+order of their UTF-8 encoding, which is S3's listing order.  A later versioning scheme adds a
+``b"V" bucket 0x00 key 0x00 <inverted time> <version id>`` table beside ``b"O"``; existing
+records keep their meaning (``version_id`` null).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from artifactd.records import BlobRef, Bucket, ObjectRecord, Part, Upload
+
+BUCKET = b"B"
+OBJECT = b"O"
+UPLOAD = b"U"
+PART = b"P"
+REFCOUNT = b"R"
+SEP = b"\x00"
+
+
+def bucket_key(name: str) -> bytes:
+    return BUCKET + name.encode()
+
+
+def object_prefix(bucket: str) -> bytes:
+    """The prefix under which every object of ``bucket`` sorts."""
+    return OBJECT + bucket.encode() + SEP
+
+
+def object_key(bucket: str, key: str) -> bytes:
+    return object_prefix(bucket) + key.encode("utf-8", "surrogatepass")
+
+
+def object_key_name(bucket: str, raw: bytes) -> str:
+    """Inverse of :func:`object_key` for keys under ``object_prefix(bucket)``."""
+    return raw[len(object_prefix(bucket)) :].decode("utf-8", "surrogatepass")
+
+
+def upload_prefix(bucket: str) -> bytes:
+    return UPLOAD + bucket.encode() + SEP
+
+
+def upload_key(bucket: str, key: str, upload_id: str) -> bytes:
+    return upload_prefix(bucket) + key.encode("utf-8", "surrogatepass") + SEP + upload_id.encode()
+
+
+def part_prefix(upload_id: str) -> bytes:
+    return PART + upload_id.encode() + SEP
+
+
+def part_key(upload_id: str, part_number: int) -> bytes:
+    return part_prefix(upload_id) + part_number.to_bytes(4, "big")
+
+
+def refcount_key(digest: str) -> bytes:
+    return REFCOUNT + digest.encode()
+
+
+def _dump(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _pairs(value: Any) -> tuple[tuple[str, str], ...]:
+    return tuple((str(k), str(v)) for k, v in value or ())
+
+
+def _blob(value: Any) -> BlobRef:
+    return BlobRef(digest=str(value[0]), size=int(value[1]))
+
+
+def encode_bucket(bucket: Bucket) -> bytes:
+    return _dump({"name": bucket.name, "created": bucket.created})
+
+
+def decode_bucket(raw: bytes) -> Bucket:
+    d = json.loads(raw)
+    return Bucket(name=d["name"], created=float(d["created"]))
+
+
+def encode_object(record: ObjectRecord) -> bytes:
+    return _dump(
+        {
+            "bucket": record.bucket,
+            "key": record.key,
+            "size": record.size,
+            "etag": record.etag,
+            "sha256": record.sha256,
+            "mtime": record.last_modified,
+            "ctype": record.content_type,
+            "headers": [list(p) for p in record.headers],
+            "meta": [list(p) for p in record.metadata],
+            "blobs": [[b.digest, b.size] for b in record.blobs],
+            "parts": record.parts_count,
+            "vid": record.version_id,
+        }
+    )
+
+
+def decode_object(raw: bytes) -> ObjectRecord:
+    d = json.loads(raw)
+    return ObjectRecord(
+        bucket=d["bucket"],
+        key=d["key"],
+        size=int(d["size"]),
+        etag=d["etag"],
+        sha256=d["sha256"],
+        last_modified=float(d["mtime"]),
+        content_type=d.get("ctype", "binary/octet-stream"),
+        headers=_pairs(d.get("headers")),
+        metadata=_pairs(d.get("meta")),
+        blobs=tuple(_blob(b) for b in d.get("blobs", ())),
+        parts_count=int(d.get("parts", 0)),
+        version_id=d.get("vid"),
+    )
+
+
+def encode_upload(upload: Upload) -> bytes:
+    return _dump(
+        {
+            "bucket": upload.bucket,
+            "key": upload.key,
+            "id": upload.upload_id,
+            "initiated": upload.initiated,
+            "ctype": upload.content_type,
+            "headers": [list(p) for p in upload.headers],
+            "meta": [list(p) for p in upload.metadata],
+        }
+    )
+
+
+def decode_upload(raw: bytes) -> Upload:
+    d = json.loads(raw)
+    return Upload(
+        bucket=d["bucket"],
+        key=d["key"],
+        upload_id=d["id"],
+        initiated=float(d["initiated"]),
+        content_type=d.get("ctype", "binary/octet-stream"),
+        headers=_pairs(d.get("headers")),
+        metadata=_pairs(d.get("meta")),
+    )
+
+
+def encode_part(part: Part) -> bytes:
+    return _dump(
+        {
+            "id": part.upload_id,
+            "n": part.part_number,
+            "size": part.size,
+            "etag": part.etag,
+            "blob": [part.blob.digest, part.blob.size],
+            "mtime": part.last_modified,
+        }
+    )
+
+
+def decode_part(raw: bytes) -> Part:
+    d = json.loads(raw)
+    return Part(
+        upload_id=d["id"],
+        part_number=int(d["n"]),
+        size=int(d["size"]),
+        etag=d["etag"],
+        blob=_blob(d["blob"]),
+        last_modified=float(d["mtime"]),
+    )
+
+
+def encode_count(count: int) -> bytes:
+    return b"%d" % count
+
+
+def decode_count(raw: bytes | None) -> int:
+    return int(raw) if raw else 0

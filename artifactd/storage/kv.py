@@ -1,0 +1,139 @@
+"""The ordered key-value layer under the metadata store: LevelDB in production, a sorted dict in
+tests.  Only this module and :mod:`artifactd.storage.memory` know about plyvel.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, Protocol
+
+
+class Reader(Protocol):
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def scan(self, prefix: bytes, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        """Pairs whose key starts with ``prefix`` and is >= ``start``, in byte order."""
+        ...
+
+
+class OrderedKV(Reader, Protocol):
+    def snapshot(self) -> AbstractContextManager[Reader]:
+        """A consistent read view, released on exit."""
+        ...
+
+    def write(self, puts: Mapping[bytes, bytes], deletes: set[bytes]) -> None:
+        """Apply all changes atomically and durably (synced) before returning."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def _upper_bound(prefix: bytes) -> bytes | None:
+    """The smallest key greater than every key that starts with ``prefix``."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return None
+    return stripped[:-1] + bytes([stripped[-1] + 1])
+
+
+class LevelDBKV:
+    """plyvel behind :class:`OrderedKV`.  Thread-safe; ``close`` only after all users finished."""
+
+    def __init__(self, path: str) -> None:
+        import plyvel
+
+        self._db: Any = plyvel.DB(
+            path, create_if_missing=True, paranoid_checks=True, lru_cache_size=32 * 1024 * 1024
+        )
+
+    def get(self, key: bytes) -> bytes | None:
+        value: bytes | None = self._db.get(key)
+        return value
+
+    def scan(self, prefix: bytes, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        return _scan(self._db, prefix, start)
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Reader]:
+        snap = self._db.snapshot()
+        try:
+            yield _LevelDBReader(snap)
+        finally:
+            snap.close()
+
+    def write(self, puts: Mapping[bytes, bytes], deletes: set[bytes]) -> None:
+        with self._db.write_batch(sync=True) as batch:
+            for key in deletes:
+                batch.delete(key)
+            for key, value in puts.items():
+                batch.put(key, value)
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class _LevelDBReader:
+    def __init__(self, snap: Any) -> None:
+        self._snap = snap
+
+    def get(self, key: bytes) -> bytes | None:
+        value: bytes | None = self._snap.get(key)
+        return value
+
+    def scan(self, prefix: bytes, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        return _scan(self._snap, prefix, start)
+
+
+def _scan(source: Any, prefix: bytes, start: bytes) -> Iterator[tuple[bytes, bytes]]:
+    lower = max(prefix, start)
+    it = source.iterator(start=lower, stop=_upper_bound(prefix))
+    try:
+        yield from it
+    finally:
+        it.close()
+
+
+class MemoryKV:
+    """An in-memory :class:`OrderedKV` (a sorted key list plus a dict), for tests."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._keys: list[bytes] = []
+        self._values: dict[bytes, bytes] = {}
+        self.writes = 0
+
+    def get(self, key: bytes) -> bytes | None:
+        with self._lock:
+            return self._values.get(key)
+
+    def scan(self, prefix: bytes, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        with self._lock:
+            keys = self._keys
+            i = bisect.bisect_left(keys, max(prefix, start))
+            out: list[tuple[bytes, bytes]] = []
+            while i < len(keys) and keys[i].startswith(prefix):
+                out.append((keys[i], self._values[keys[i]]))
+                i += 1
+        return iter(out)
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Reader]:
+        yield self
+
+    def write(self, puts: Mapping[bytes, bytes], deletes: set[bytes]) -> None:
+        with self._lock:
+            self.writes += 1
+            for key in deletes:
+                if key in self._values:
+                    del self._values[key]
+                    del self._keys[bisect.bisect_left(self._keys, key)]
+            for key, value in puts.items():
+                if key not in self._values:
+                    bisect.insort(self._keys, key)
+                self._values[key] = value
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,329 @@
+"""The metadata store: buckets, objects, uploads, parts and blob reference counts over an ordered
+key-value store (LevelDB in production, :class:`~artifactd.storage.kv.MemoryKV` in tests).
+
+Reads may run on the reactor thread.  Every mutation is one atomic, synced batch; mutations are
+serialised by an internal lock so read-modify-write of reference counts is consistent.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+
+from zope.interface import implementer
+
+from artifactd import errors
+from artifactd.interfaces import IMetadataStore
+from artifactd.records import Bucket, ListPage, ObjectRecord, Part, Upload, UploadPage
+from artifactd.storage import keys
+from artifactd.storage.kv import OrderedKV, Reader
+
+_AFTER_ALL = b"\xff"  # never occurs in UTF-8: seeking to prefix + 0xff skips all keys under prefix
+_PAST_UPLOADS = keys.SEP + _AFTER_ALL  # after every upload id of one key
+
+
+@implementer(IMetadataStore)
+class KVMetadataStore:
+    def __init__(self, kv: OrderedKV) -> None:
+        self._kv = kv
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ reads
+    def get_bucket(self, name: str) -> Bucket | None:
+        raw = self._kv.get(keys.bucket_key(name))
+        return keys.decode_bucket(raw) if raw is not None else None
+
+    def list_buckets(self) -> list[Bucket]:
+        return [keys.decode_bucket(v) for _, v in self._kv.scan(keys.BUCKET)]
+
+    def bucket_is_empty(self, name: str) -> bool:
+        for prefix in (keys.object_prefix(name), keys.upload_prefix(name)):
+            for _ in self._kv.scan(prefix):
+                return False
+        return True
+
+    def get_object(self, bucket: str, key: str) -> ObjectRecord | None:
+        raw = self._kv.get(keys.object_key(bucket, key))
+        return keys.decode_object(raw) if raw is not None else None
+
+    def list_objects(
+        self, bucket: str, prefix: str, delimiter: str, start_after: str, max_keys: int
+    ) -> ListPage:
+        base = keys.object_prefix(bucket)
+        objects: list[ObjectRecord] = []
+        prefixes: list[str] = []
+        with self._kv.snapshot() as reader:
+            entries = _rolled_up(
+                reader, base, prefix, delimiter, start_after, lambda raw: raw[len(base) :]
+            )
+            last: str | None = None
+            for name, value in entries:
+                if len(objects) + len(prefixes) == max_keys:
+                    return ListPage(tuple(objects), tuple(prefixes), True, last)
+                if value is None:
+                    prefixes.append(name)
+                else:
+                    objects.append(keys.decode_object(value))
+                last = name
+        return ListPage(tuple(objects), tuple(prefixes), False, None)
+
+    def get_upload(self, bucket: str, key: str, upload_id: str) -> Upload | None:
+        raw = self._kv.get(keys.upload_key(bucket, key, upload_id))
+        return keys.decode_upload(raw) if raw is not None else None
+
+    def list_parts(self, upload_id: str, after: int, max_parts: int) -> tuple[list[Part], bool]:
+        parts: list[Part] = []
+        start = keys.part_key(upload_id, after + 1) if after >= 0 else b""
+        for _, value in self._kv.scan(keys.part_prefix(upload_id), start):
+            if len(parts) == max_parts:
+                return parts, True
+            parts.append(keys.decode_part(value))
+        return parts, False
+
+    def list_uploads(
+        self,
+        bucket: str,
+        prefix: str,
+        delimiter: str,
+        key_marker: str,
+        upload_id_marker: str,
+        max_uploads: int,
+    ) -> UploadPage:
+        base = keys.upload_prefix(bucket)
+        uploads: list[Upload] = []
+        prefixes: list[str] = []
+        start_after = key_marker
+        skip_key_equal = False
+        if key_marker and upload_id_marker:
+            # resume inside key_marker's uploads, after upload_id_marker
+            start_after = key_marker
+            skip_key_equal = True
+        with self._kv.snapshot() as reader:
+
+            def name_of(raw: bytes) -> bytes:
+                return raw[len(base) :].rsplit(keys.SEP, 1)[0]
+
+            entries: Iterable[tuple[str, bytes | None]]
+            if skip_key_equal:
+                same = (
+                    (key_marker, v)
+                    for k, v in reader.scan(
+                        keys.upload_key(bucket, key_marker, upload_id_marker) + b"\x00"
+                    )
+                    if k.startswith(base + key_marker.encode() + keys.SEP)
+                )
+                entries = _chain(
+                    same,
+                    _rolled_up(
+                        reader, base, prefix, delimiter, start_after, name_of, _PAST_UPLOADS
+                    ),
+                )
+            else:
+                entries = _rolled_up(
+                    reader, base, prefix, delimiter, start_after, name_of, _PAST_UPLOADS
+                )
+            last_key: str | None = None
+            last_id: str | None = None
+            for name, value in entries:
+                if len(uploads) + len(prefixes) == max_uploads:
+                    return UploadPage(tuple(uploads), tuple(prefixes), True, last_key, last_id)
+                if value is None:
+                    prefixes.append(name)
+                    last_key, last_id = name, None
+                else:
+                    upload = keys.decode_upload(value)
+                    uploads.append(upload)
+                    last_key, last_id = upload.key, upload.upload_id
+        return UploadPage(tuple(uploads), tuple(prefixes), False, None, None)
+
+    def all_uploads(self) -> Iterator[Upload]:
+        for _, value in self._kv.scan(keys.UPLOAD):
+            yield keys.decode_upload(value)
+
+    def refcount(self, digest: str) -> int:
+        return keys.decode_count(self._kv.get(keys.refcount_key(digest)))
+
+    # -------------------------------------------------------------- mutations
+    def create_bucket(self, bucket: Bucket) -> bool:
+        with self._lock:
+            k = keys.bucket_key(bucket.name)
+            if self._kv.get(k) is not None:
+                return False
+            self._kv.write({k: keys.encode_bucket(bucket)}, set())
+            return True
+
+    def delete_bucket(self, name: str) -> None:
+        with self._lock:
+            if self.get_bucket(name) is None:
+                raise errors.NoSuchBucket(resource=name, extra={"BucketName": name})
+            if not self.bucket_is_empty(name):
+                raise errors.BucketNotEmpty(resource=name, extra={"BucketName": name})
+            self._kv.write({}, {keys.bucket_key(name)})
+
+    def put_object(self, record: ObjectRecord) -> list[str]:
+        with self._lock:
+            self._require_bucket(record.bucket)
+            k = keys.object_key(record.bucket, record.key)
+            delta: Counter[str] = Counter(b.digest for b in record.blobs)
+            old = self._kv.get(k)
+            if old is not None:
+                delta.subtract(b.digest for b in keys.decode_object(old).blobs)
+            puts = {k: keys.encode_object(record)}
+            return self._commit(puts, set(), delta)
+
+    def delete_object(self, bucket: str, key: str) -> tuple[bool, list[str]]:
+        with self._lock:
+            k = keys.object_key(bucket, key)
+            old = self._kv.get(k)
+            if old is None:
+                return False, []
+            delta: Counter[str] = Counter()
+            delta.subtract(b.digest for b in keys.decode_object(old).blobs)
+            return True, self._commit({}, {k}, delta)
+
+    def create_upload(self, upload: Upload) -> None:
+        with self._lock:
+            self._require_bucket(upload.bucket)
+            k = keys.upload_key(upload.bucket, upload.key, upload.upload_id)
+            self._kv.write({k: keys.encode_upload(upload)}, set())
+
+    def put_part(self, bucket: str, key: str, part: Part) -> list[str]:
+        with self._lock:
+            if self._kv.get(keys.upload_key(bucket, key, part.upload_id)) is None:
+                raise errors.NoSuchUpload(extra={"UploadId": part.upload_id})
+            k = keys.part_key(part.upload_id, part.part_number)
+            delta: Counter[str] = Counter({part.blob.digest: 1})
+            old = self._kv.get(k)
+            if old is not None:
+                delta[keys.decode_part(old).blob.digest] -= 1
+            return self._commit({k: keys.encode_part(part)}, set(), delta)
+
+    def complete_upload(self, upload: Upload, record: ObjectRecord) -> list[str]:
+        with self._lock:
+            self._require_bucket(record.bucket)
+            uk = keys.upload_key(upload.bucket, upload.key, upload.upload_id)
+            if self._kv.get(uk) is None:
+                raise errors.NoSuchUpload(extra={"UploadId": upload.upload_id})
+            deletes, delta = self._upload_removal(upload)
+            deletes.add(uk)
+            ok = keys.object_key(record.bucket, record.key)
+            delta.update(b.digest for b in record.blobs)
+            old = self._kv.get(ok)
+            if old is not None:
+                delta.subtract(b.digest for b in keys.decode_object(old).blobs)
+            return self._commit({ok: keys.encode_object(record)}, deletes, delta)
+
+    def abort_upload(self, upload: Upload) -> list[str]:
+        with self._lock:
+            uk = keys.upload_key(upload.bucket, upload.key, upload.upload_id)
+            if self._kv.get(uk) is None:
+                raise errors.NoSuchUpload(extra={"UploadId": upload.upload_id})
+            deletes, delta = self._upload_removal(upload)
+            deletes.add(uk)
+            return self._commit({}, deletes, delta)
+
+    def repair_refcounts(self) -> tuple[int, set[str]]:
+        with self._lock:
+            counts: Counter[str] = Counter()
+            for _, value in self._kv.scan(keys.OBJECT):
+                counts.update(b.digest for b in keys.decode_object(value).blobs)
+            for _, value in self._kv.scan(keys.PART):
+                counts[keys.decode_part(value).blob.digest] += 1
+            puts: dict[bytes, bytes] = {}
+            deletes: set[bytes] = set()
+            stored: set[str] = set()
+            for k, value in self._kv.scan(keys.REFCOUNT):
+                digest = k[len(keys.REFCOUNT) :].decode()
+                stored.add(digest)
+                if counts.get(digest, 0) == 0:
+                    deletes.add(k)
+                elif keys.decode_count(value) != counts[digest]:
+                    puts[k] = keys.encode_count(counts[digest])
+            for digest, n in counts.items():
+                if digest not in stored:
+                    puts[keys.refcount_key(digest)] = keys.encode_count(n)
+            if puts or deletes:
+                self._kv.write(puts, deletes)
+            return len(puts) + len(deletes), set(counts)
+
+    def close(self) -> None:
+        self._kv.close()
+
+    # ---------------------------------------------------------------- helpers
+    def _require_bucket(self, name: str) -> None:
+        if self._kv.get(keys.bucket_key(name)) is None:
+            raise errors.NoSuchBucket(resource=name, extra={"BucketName": name})
+
+    def _upload_removal(self, upload: Upload) -> tuple[set[bytes], Counter[str]]:
+        deletes: set[bytes] = set()
+        delta: Counter[str] = Counter()
+        for k, value in self._kv.scan(keys.part_prefix(upload.upload_id)):
+            deletes.add(k)
+            delta[keys.decode_part(value).blob.digest] -= 1
+        return deletes, delta
+
+    def _commit(
+        self, puts: dict[bytes, bytes], deletes: set[bytes], delta: Counter[str]
+    ) -> list[str]:
+        """Apply the record changes plus the reference-count ``delta`` in one batch; returns the
+        digests whose count reached zero."""
+        released: list[str] = []
+        for digest, change in delta.items():
+            if change == 0:
+                continue
+            rk = keys.refcount_key(digest)
+            count = keys.decode_count(self._kv.get(rk)) + change
+            if count <= 0:
+                deletes.add(rk)
+                released.append(digest)
+            else:
+                puts[rk] = keys.encode_count(count)
+        self._kv.write(puts, deletes)
+        return released
+
+
+def _chain(
+    *iterables: Iterable[tuple[str, bytes | None]],
+) -> Iterator[tuple[str, bytes | None]]:
+    for it in iterables:
+        yield from it
+
+
+def _rolled_up(
+    reader: Reader,
+    base: bytes,
+    prefix: str,
+    delimiter: str,
+    start_after: str,
+    name_of: Callable[[bytes], bytes],
+    past_marker: bytes = b"\x00",
+) -> Iterator[tuple[str, bytes | None]]:
+    """Entries under ``base + prefix`` after ``start_after``: ``(key, value)`` for keys and
+    ``(common_prefix, None)`` for each group of keys sharing a delimited prefix, once, in order."""
+    scan_prefix = base + prefix.encode("utf-8", "surrogatepass")
+    marker = start_after.encode("utf-8", "surrogatepass")
+    if delimiter and start_after.startswith(prefix) and start_after.endswith(delimiter):
+        # the marker is a common prefix returned earlier: skip everything under it
+        start = base + marker + _AFTER_ALL
+    elif start_after:
+        start = base + marker + past_marker
+    else:
+        start = scan_prefix
+    delim = delimiter.encode("utf-8", "surrogatepass")
+    plen = len(prefix.encode("utf-8", "surrogatepass"))
+    while True:
+        advanced = False
+        for raw, value in reader.scan(scan_prefix, start):
+            name: bytes = name_of(raw)
+            if delim:
+                cut = name.find(delim, plen)
+                if cut >= 0:
+                    common = name[: cut + len(delim)]
+                    yield common.decode("utf-8", "surrogatepass"), None
+                    start = base + common + _AFTER_ALL
+                    advanced = True
+                    break
+            yield name.decode("utf-8", "surrogatepass"), value
+        if not advanced:
+            return
