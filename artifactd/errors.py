@@ -47,9 +47,7 @@ BucketAlreadyOwnedByYou = _error(
     409,
     "Your previous request to create the named bucket succeeded and you already own it.",
 )
-BucketNotEmpty = _error(
-    "BucketNotEmpty", 409, "The bucket you tried to delete is not empty."
-)
+BucketNotEmpty = _error("BucketNotEmpty", 409, "The bucket you tried to delete is not empty.")
 EntityTooLarge = _error(
     "EntityTooLarge", 400, "Your proposed upload exceeds the maximum allowed object size."
 )
@@ -57,11 +55,11 @@ EntityTooSmall = _error(
     "EntityTooSmall", 400, "Your proposed upload is smaller than the minimum allowed object size."
 )
 IncompleteBody = _error(
-    "IncompleteBody", 400, "You did not provide the number of bytes specified by the Content-Length HTTP header."
+    "IncompleteBody",
+    400,
+    "You did not provide the number of bytes specified by the Content-Length HTTP header.",
 )
-InternalError = _error(
-    "InternalError", 500, "We encountered an internal error. Please try again."
-)
+InternalError = _error("InternalError", 500, "We encountered an internal error. Please try again.")
 InvalidAccessKeyId = _error(
     "InvalidAccessKeyId", 403, "The AWS access key Id you provided does not exist in our records."
 )
@@ -105,7 +103,9 @@ NoSuchUpload = _error(
     " multipart upload might have been aborted or completed.",
 )
 NotImplementedError_ = _error(
-    "NotImplemented", 501, "A header or query you provided implies functionality that is not implemented."
+    "NotImplemented",
+    501,
+    "A header or query you provided implies functionality that is not implemented.",
 )
 SignatureDoesNotMatch = _error(
     "SignatureDoesNotMatch",

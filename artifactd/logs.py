@@ -10,13 +10,14 @@ from __future__ import annotations
 import datetime
 import json
 import sys
-from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from twisted.logger import ILogObserver, LogEvent, formatEvent
 from zope.interface import provider
 
-_SECRET_FIELDS = frozenset({"secret", "secret_key", "root_secret_key", "authorization", "signature"})
+_SECRET_FIELDS = frozenset(
+    {"secret", "secret_key", "root_secret_key", "authorization", "signature"}
+)
 
 
 def _default(value: object) -> str:
@@ -47,7 +48,7 @@ def event_as_dict(event: LogEvent) -> dict[str, Any]:
     return out
 
 
-def json_observer_to(stream: IO[str]) -> Callable[[LogEvent], None]:
+def json_observer_to(stream: IO[str]) -> ILogObserver:
     @provider(ILogObserver)
     def observe(event: LogEvent) -> None:
         try:
@@ -57,9 +58,9 @@ def json_observer_to(stream: IO[str]) -> Callable[[LogEvent], None]:
         stream.write(line + "\n")
         stream.flush()
 
-    return observe
+    return cast(ILogObserver, observe)
 
 
-def json_observer() -> Callable[[LogEvent], None]:
+def json_observer() -> ILogObserver:
     """The factory twistd's ``--logger`` calls: JSON Lines to stdout."""
     return json_observer_to(sys.stdout)

@@ -54,7 +54,7 @@ class ArtifactdService(Service):
 
     # ------------------------------------------------------------- start
     def startService(self) -> None:
-        super().startService()
+        super().startService()  # type: ignore[no-untyped-call]
         config = self.config
         layout = Layout(os.path.abspath(config.data_dir))
         os.makedirs(layout.root, mode=0o750, exist_ok=True)
@@ -182,12 +182,13 @@ class ArtifactdService(Service):
     # -------------------------------------------------------------- stop
     @inlineCallbacks
     def stopService(self) -> Any:
-        super().stopService()
+        super().stopService()  # type: ignore[no-untyped-call]
         failures: list[Any] = []
         if self._expiry is not None and self._expiry.running:
             self._expiry.stop()
         results = yield DeferredList(
-            [port.stopListening() for port in self._ports if port], consumeErrors=True
+            [d for d in (port.stopListening() for port in self._ports) if d is not None],
+            consumeErrors=True,
         )
         failures.extend(r for ok, r in results if not ok)
         self._ports = []

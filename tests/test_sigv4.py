@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import string
 from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from unittest import mock
@@ -61,17 +62,43 @@ def lookup(access_key: str) -> str | None:
     return {ACCESS_KEY: SECRET_KEY, DOC_ACCESS_KEY: DOC_SECRET_KEY}.get(access_key)
 
 
-def _clock(when: datetime) -> Any:
-    return mock.patch.object(
-        botocore.auth, "get_current_datetime", return_value=when.replace(tzinfo=None)
-    )
+try:  # botocore uses the awscrt (aws-c-auth) signers when awscrt is installed.
+    import botocore.crt.auth as crt_auth
+except ImportError:  # pragma: no cover
+    crt_auth = None
+
+#: botocore's pure-Python signers, plus the awscrt-backed ones real clients use when available.
+HEADER_SIGNERS: list[Any] = [S3SigV4Auth]
+QUERY_SIGNERS: list[Any] = [S3SigV4QueryAuth]
+if crt_auth is not None:
+    HEADER_SIGNERS.append(crt_auth.CrtS3SigV4Auth)
+    QUERY_SIGNERS.append(crt_auth.CrtS3SigV4QueryAuth)
+
+
+@contextmanager
+def _clock(when: datetime) -> Iterator[None]:
+    """Make every botocore signer believe it is ``when``."""
+
+    def now(remove_tzinfo: bool = True) -> datetime:
+        return when.replace(tzinfo=None) if remove_tzinfo else when
+
+    with ExitStack() as stack:
+        for module in (botocore.auth, crt_auth):
+            if module is not None:
+                stack.enter_context(mock.patch.object(module, "get_current_datetime", now))
+        yield
+
+
+def _latin1(text: str | bytes) -> bytes:
+    return text if isinstance(text, bytes) else text.encode("latin-1")
 
 
 def _wire(req: Any) -> SignedRequest:
     """What a server receives for a botocore request: request line, Host, then its headers."""
     parts = urlsplit(req.url)
-    headers = [(b"Host", parts.netloc.encode("ascii"))]
-    headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in req.headers.items()]
+    headers = [(_latin1(k), _latin1(v)) for k, v in req.headers.items()]
+    if not any(name.lower() == b"host" for name, _ in headers):
+        headers.insert(0, (b"Host", parts.netloc.encode("ascii")))
     return SignedRequest(
         method=req.method.encode("ascii"),
         raw_path=parts.path.encode("ascii"),
@@ -94,13 +121,14 @@ def sign(
     when: datetime = FIXED,
     region: str = REGION,
     access_key: str = ACCESS_KEY,
+    signer: Any = S3SigV4Auth,
 ) -> SignedRequest:
-    """Sign with botocore's ``S3SigV4Auth`` (header authentication) at ``when``."""
+    """Sign with a botocore header signer (``S3SigV4Auth`` by default) at ``when``."""
     req = AWSRequest(method=method, url=url, data=body)
     for name, value in headers:
         req.headers[name] = value  # HTTPHeaders appends: repeated names become duplicates
     with _clock(when):
-        S3SigV4Auth(Credentials(access_key, SECRET_KEY), "s3", region).add_auth(req)
+        signer(Credentials(access_key, SECRET_KEY), "s3", region).add_auth(req)
     return _wire(req)
 
 
@@ -111,13 +139,14 @@ def presign(
     when: datetime = FIXED,
     headers: Sequence[tuple[str, str]] = (),
     access_key: str = ACCESS_KEY,
+    signer: Any = S3SigV4QueryAuth,
 ) -> SignedRequest:
-    """Sign with botocore's ``S3SigV4QueryAuth`` (a presigned URL) at ``when``."""
+    """Sign with a botocore presigner (``S3SigV4QueryAuth`` by default) at ``when``."""
     req = AWSRequest(method=method, url=url)
     for name, value in headers:
         req.headers[name] = value
     with _clock(when):
-        S3SigV4QueryAuth(Credentials(access_key, SECRET_KEY), "s3", REGION, expires).add_auth(req)
+        signer(Credentials(access_key, SECRET_KEY), "s3", REGION, expires).add_auth(req)
     return _wire(req)
 
 
@@ -143,19 +172,19 @@ def flip(text: bytes, index: int) -> bytes:
 
 SPECIALS = ["+", "%", " ", "//", "~", "=", "&", ";", ":", "@", "!", "*", "'", "(", ")", ","]
 keys = st.one_of(
-    st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), min_size=1),
+    st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), min_size=1),
     st.lists(st.sampled_from([*SPECIALS, "a", "é", "/", ".", "..", "%20", "ü€"]), min_size=1).map(
         "".join
     ),
 )
 param_names = st.text(
-    st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=12
+    st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=12
 ).filter(
     lambda n: (
         not n.lower().startswith("x-amz-") and n.lower() not in ("signature", "awsaccesskeyid")
     )
 )
-param_values = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)
+param_values = st.text(st.characters(exclude_categories=["Cs"]), max_size=12)
 params = st.lists(st.tuples(param_names, param_values), max_size=5)
 meta_names = st.text(string.ascii_lowercase + string.digits + "-", min_size=1, max_size=10).map(
     lambda n: "x-amz-meta-" + n
@@ -166,15 +195,18 @@ meta_values = st.text(
 )
 meta_headers = st.lists(st.tuples(meta_names, meta_values), max_size=4)
 methods = st.sampled_from(["GET", "PUT", "POST", "DELETE", "HEAD"])
+header_signers = st.sampled_from(HEADER_SIGNERS)
+query_signers = st.sampled_from(QUERY_SIGNERS)
 
 
 class HeaderAuthTests(SynchronousTestCase):
     """Requests signed by botocore's ``S3SigV4Auth``."""
 
     @settings(deadline=None)
-    @given(methods, keys, params, meta_headers, st.binary(max_size=64))
+    @given(header_signers, methods, keys, params, meta_headers, st.binary(max_size=64))
     def test_botocore_signed_requests_verify(
         self,
+        signer: Any,
         method: str,
         key: str,
         query: list[tuple[str, str]],
@@ -182,7 +214,7 @@ class HeaderAuthTests(SynchronousTestCase):
         body: bytes,
     ) -> None:
         """Any key, query, metadata and body botocore signs is accepted with its claims."""
-        req = sign(method, url_for(key, query), meta, body)
+        req = sign(method, url_for(key, query), meta, body, signer=signer)
         verified = authenticate(req, lookup, FIXED)
         assert verified is not None
         self.assertEqual(verified.access_key, ACCESS_KEY)
@@ -308,7 +340,7 @@ class HeaderAuthTests(SynchronousTestCase):
     def test_date_header_instead_of_x_amz_date(self) -> None:
         """A request dated by a signed Date header (no x-amz-date) verifies."""
         req = sign("GET", url_for("k"), [("Date", "whatever botocore replaces")])
-        self.assertEqual(header(req, b"Date"), b"Sat, 28 Nov 2026 01:23:45 GMT")
+        self.assertEqual(header(req, b"Date"), b"Sat, 28 Nov 2026 01:23:45 -0000")
         verified = authenticate(req, lookup, FIXED)
         assert verified is not None
         self.assertEqual(verified.amz_date, "20261128T012345Z")
@@ -462,12 +494,12 @@ class PresignedTests(SynchronousTestCase):
     """Presigned URLs made by botocore's ``S3SigV4QueryAuth``."""
 
     @settings(deadline=None)
-    @given(methods, keys, params, st.integers(min_value=1, max_value=604800))
+    @given(query_signers, methods, keys, params, st.integers(min_value=1, max_value=604800))
     def test_presigned_urls_verify(
-        self, method: str, key: str, query: list[tuple[str, str]], expires: int
+        self, signer: Any, method: str, key: str, query: list[tuple[str, str]], expires: int
     ) -> None:
         """Any key and query botocore presigns is accepted until it expires."""
-        req = presign(method, url_for(key, query), expires)
+        req = presign(method, url_for(key, query), expires, signer=signer)
         later = FIXED + timedelta(seconds=expires)
         for now in (FIXED - timedelta(minutes=15), FIXED, later):
             verified = authenticate(req, lookup, now)
@@ -516,7 +548,7 @@ class PresignedTests(SynchronousTestCase):
         self.assertIn("not valid yet", error.message)
 
     def test_expires_out_of_range(self) -> None:
-        """X-Amz-Expires outside 1..604800 or not a number gives AuthorizationQueryParametersError."""
+        """X-Amz-Expires not a number in 1..604800 gives AuthorizationQueryParametersError."""
         for expires in ("0", "604801", "-5", "abc", "", "1e3"):
             req = presign("GET", url_for("k"), 60)
             raw_query = req.raw_query.replace(
@@ -539,6 +571,7 @@ class PresignedTests(SynchronousTestCase):
             query.replace(b"X-Amz-SignedHeaders=host", b"X-Amz-SignedHeaders=range"),
             query.replace(b"%2Fs3%2F", b"%2Fiam%2F"),
             query.replace(b"T012345Z", b"T01:23:45Z"),
+            query.replace(b"X-Amz-Date=20261128T", b"X-Amz-Date=20261328T"),
             query.replace(b"20261128T", b"20261127T"),
             query + b"&" + credential,
             credential,

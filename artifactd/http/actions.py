@@ -14,14 +14,38 @@ from artifactd import errors
 # Sub-resources S3 defines that artifactd does not implement: answered 501 NotImplemented,
 # never treated as a plain GET/PUT on the bucket or object.
 UNSUPPORTED_SUBRESOURCES = frozenset(
-    {
-        "accelerate", "acl", "analytics", "attributes", "cors", "encryption",
-        "intelligent-tiering", "inventory", "legal-hold", "lifecycle", "logging", "metadataConfiguration",
-        "metrics", "notification", "object-lock", "ownershipControls", "policy", "policyStatus",
-        "publicAccessBlock", "replication", "requestPayment", "restore", "retention", "select",
-        "session", "tagging", "torrent", "versions", "website",
-    }
-)  # fmt: skip
+    [
+        "accelerate",
+        "acl",
+        "analytics",
+        "attributes",
+        "cors",
+        "encryption",
+        "intelligent-tiering",
+        "inventory",
+        "legal-hold",
+        "lifecycle",
+        "logging",
+        "metadataConfiguration",
+        "metrics",
+        "notification",
+        "object-lock",
+        "ownershipControls",
+        "policy",
+        "policyStatus",
+        "publicAccessBlock",
+        "replication",
+        "requestPayment",
+        "restore",
+        "retention",
+        "select",
+        "session",
+        "tagging",
+        "torrent",
+        "versions",
+        "website",
+    ]
+)
 
 
 @frozen
@@ -95,7 +119,9 @@ def classify(method: str, target: Target, headers: Mapping[str, str]) -> str:
     if target.bucket is None:
         if method in ("GET", "HEAD"):
             return "ListBuckets"
-        raise errors.MethodNotAllowed(resource="/", extra={"Method": method, "ResourceType": "SERVICE"})
+        raise errors.MethodNotAllowed(
+            resource="/", extra={"Method": method, "ResourceType": "SERVICE"}
+        )
     if target.key is None:
         if unsupported:
             raise _not_implemented(unsupported[0])

@@ -5,6 +5,7 @@ that renders S3 XML.  Handlers are short coroutines that never block: metadata r
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 from collections.abc import Awaitable, Callable
@@ -17,6 +18,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
+from twisted.web.server import Request
 
 from artifactd import errors, names
 from artifactd.config import Config
@@ -227,8 +229,7 @@ class S3Api:
         children.append(("IsTruncated", page.is_truncated))
         children.extend(contents)
         children.extend(
-            ("CommonPrefixes", [("Prefix", encode_key(p, encoding))])
-            for p in page.common_prefixes
+            ("CommonPrefixes", [("Prefix", encode_key(p, encoding))]) for p in page.common_prefixes
         )
         return self._xml(request, s3xml.document("ListBucketResult", children))
 
@@ -248,9 +249,7 @@ class S3Api:
                 names.check_key(key)
                 await self._engine.delete_object(bucket.name, key)
             except errors.S3Error as e:
-                results.append(
-                    ("Error", [("Key", key), ("Code", e.code), ("Message", e.message)])
-                )
+                results.append(("Error", [("Key", key), ("Code", e.code), ("Message", e.message)]))
                 continue
             if not quiet:
                 results.append(("Deleted", [("Key", key)]))
@@ -317,12 +316,13 @@ class S3Api:
         if ctx.method == "HEAD" or length == 0:
             return b""
         producer = BlobProducer(
-            request, self._engine.blobs, segments_for(record.blobs, start, length), self._clock
+            cast(Request, request),
+            self._engine.blobs,
+            segments_for(record.blobs, start, length),
+            self._clock,
         )
-        try:
+        with contextlib.suppress(ConnectionLost, ConnectionDone):
             await producer.start()
-        except (ConnectionLost, ConnectionDone):
-            pass
         return None
 
     async def delete_object(self, request: IRequest, ctx: RequestContext) -> bytes:
@@ -526,8 +526,7 @@ class S3Api:
             for u in page.uploads
         )
         children.extend(
-            ("CommonPrefixes", [("Prefix", encode_key(p, encoding))])
-            for p in page.common_prefixes
+            ("CommonPrefixes", [("Prefix", encode_key(p, encoding))]) for p in page.common_prefixes
         )
         return self._xml(request, s3xml.document("ListMultipartUploadsResult", children))
 
@@ -558,7 +557,9 @@ def _object_headers(
     for raw_name, values in request.requestHeaders.getAllRawHeaders():
         name = raw_name.decode("latin-1").lower()
         if name.startswith("x-amz-meta-"):
-            metadata.append((name[len("x-amz-meta-") :], ",".join(v.decode("utf-8", "replace") for v in values)))
+            metadata.append(
+                (name[len("x-amz-meta-") :], ",".join(v.decode("utf-8", "replace") for v in values))
+            )
     metadata.sort()
     names.check_metadata(metadata)
     return content_type, tuple(headers), tuple(metadata)

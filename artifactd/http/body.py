@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Callable
+
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.python.failure import Failure
 
@@ -65,9 +66,9 @@ class BodyChecks:
     def verify(self, size: int, hashes: _Hashes, trailer_value: str | None) -> None:
         if self.expected_size is not None and size != self.expected_size:
             raise errors.IncompleteBody()
-        if self.content_md5 is not None:
-            if base64.b64encode(hashes.md5.digest()).decode() != self.content_md5:
-                raise errors.BadDigest(extra={"ExpectedDigest": self.content_md5})
+        md5 = base64.b64encode(hashes.md5.digest()).decode()
+        if self.content_md5 is not None and md5 != self.content_md5:
+            raise errors.BadDigest(extra={"ExpectedDigest": self.content_md5})
         if self.content_sha256 is not None and hashes.sha256.hexdigest() != self.content_sha256:
             raise errors.XAmzContentSHA256Mismatch(
                 extra={
@@ -76,12 +77,12 @@ class BodyChecks:
                 }
             )
         expected = trailer_value if trailer_value is not None else self.checksum_value
-        if hashes.checksum is not None and expected is not None:
-            if hashes.checksum.digest_b64() != expected:
-                raise errors.BadDigest(
-                    f"The {self.checksum_algorithm.upper() if self.checksum_algorithm else ''}"
-                    " you specified did not match the calculated checksum."
-                )
+        checksum = hashes.checksum
+        if checksum is not None and expected is not None and checksum.digest_b64() != expected:
+            name = (self.checksum_algorithm or "").upper()
+            raise errors.BadDigest(
+                f"The {name} you specified did not match the calculated checksum."
+            )
 
 
 class StagingSink:
@@ -130,9 +131,7 @@ class StagingSink:
             return
         self.received += len(data)
         if self.received > self._checks.max_size:
-            raise errors.EntityTooLarge(
-                extra={"MaxSizeAllowed": str(self._checks.max_size)}
-            )
+            raise errors.EntityTooLarge(extra={"MaxSizeAllowed": str(self._checks.max_size)})
         self._pending.append(bytes(data))
         self._pending_bytes += len(data)
         if self._pending_bytes >= self._batch and self._inflight is None:

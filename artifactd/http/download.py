@@ -10,7 +10,7 @@ from typing import BinaryIO
 from attrs import frozen
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer, IReactorTime
-from twisted.web.iweb import IRequest
+from twisted.web.server import Request
 from zope.interface import implementer
 
 from artifactd.interfaces import IBlobStore
@@ -51,7 +51,7 @@ class BlobProducer:
 
     def __init__(
         self,
-        request: IRequest,
+        request: Request,
         blobs: IBlobStore,
         segments: list[Segment],
         clock: IReactorTime,
@@ -93,10 +93,9 @@ class BlobProducer:
         turns = 0
         try:
             while not self._paused and not self._stopped:
-                if self._file is None or self._remaining == 0:
-                    if not self._next_segment():
-                        self._finish()
-                        return
+                if (self._file is None or self._remaining == 0) and not self._next_segment():
+                    self._finish()
+                    return
                 assert self._file is not None
                 data = self._file.read(min(CHUNK, self._remaining))
                 if not data:

@@ -52,7 +52,8 @@ def document(
     el = ET.Element(root, {"xmlns": NS} if namespace else {})
     el.text = text
     _fill(el, children)
-    return _DECL + ET.tostring(el, encoding="utf-8", xml_declaration=False)
+    body: bytes = ET.tostring(el, encoding="utf-8", xml_declaration=False)
+    return _DECL + body
 
 
 def error_document(error: errors.S3Error, request_id: str) -> bytes:

@@ -91,7 +91,7 @@ _TERMINATOR = "aws4_request"
 _AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 _AMZ_DATE_RE = re.compile(r"\d{8}T\d{6}Z")
 _DATE_RE = re.compile(r"\d{8}")
-_HEX_SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
+_HEX_SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _PAYLOAD_TOKENS = frozenset(
     {
         UNSIGNED_PAYLOAD,
@@ -105,6 +105,7 @@ _QUERY_SAFE = "-_.~"
 _SIGV2_MESSAGE = (
     "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256."
 )
+_NO_DATE_MESSAGE = "AWS authentication requires a valid Date or x-amz-date header"
 _PRESIGN_PARAMS = (
     "X-Amz-Algorithm",
     "X-Amz-Credential",
@@ -204,22 +205,11 @@ def authenticate(
     signing_key = _signing_key(secret, claim.date, claim.region, _SERVICE)
     scope = f"{claim.date}/{claim.region}/{_SERVICE}/{_TERMINATOR}"
     canonical_headers = _canonical_headers(claim.signed_headers, headers)
-    first_sts: str | None = None
-    for uri, query in _canonical_targets(req, params, presigned=claim.presigned):
-        canonical_request = b"\n".join(
-            (
-                req.method,
-                uri,
-                query,
-                canonical_headers,
-                ";".join(claim.signed_headers).encode("ascii"),
-                claim.payload_hash.encode("latin-1"),
-            )
-        )
-        string_to_sign = "\n".join(
-            (ALGORITHM, claim.amz_date, scope, hashlib.sha256(canonical_request).hexdigest())
-        )
-        first_sts = first_sts if first_sts is not None else string_to_sign
+    strings_to_sign = [
+        _string_to_sign(claim, scope, req.method, uri, query, canonical_headers)
+        for uri, query in _canonical_targets(req, params, presigned=claim.presigned)
+    ]
+    for string_to_sign in strings_to_sign:
         if _same_signature(_hmac_hex(signing_key, string_to_sign), claim.signature):
             return Verified(
                 access_key=claim.access_key,
@@ -232,7 +222,7 @@ def authenticate(
     raise SignatureDoesNotMatch(
         extra={
             "AWSAccessKeyId": claim.access_key,
-            "StringToSign": first_sts or "",
+            "StringToSign": strings_to_sign[0],
             "SignatureProvided": claim.signature,
         }
     )
@@ -415,13 +405,15 @@ def _claim_from_header(authorization: bytes, headers: Mapping[str, list[bytes]])
     if "x-amz-date" in headers:
         raw_time = _single(headers, "x-amz-date")
         request_time = _parse_amz_date(raw_time)
+        if request_time is None:
+            raise AccessDenied(_NO_DATE_MESSAGE)
     elif "date" in headers:
         raw_time = _single(headers, "date")
         request_time = _parse_http_date(raw_time)
         if "date" not in signed_headers:
             raise AccessDenied("The Date header must be signed.")
     else:
-        raise AccessDenied("AWS authentication requires a valid Date or x-amz-date header")
+        raise AccessDenied(_NO_DATE_MESSAGE)
     amz_date = request_time.strftime(_AMZ_DATE_FORMAT)
     if amz_date[:8] != date:
         raise AuthorizationHeaderMalformed(
@@ -477,9 +469,9 @@ def _claim_from_query(params: Sequence[_Param], headers: Mapping[str, list[bytes
         values["X-Amz-SignedHeaders"], error, "Error parsing the X-Amz-SignedHeaders parameter; "
     )
     raw_time = values["X-Amz-Date"]
-    if not _AMZ_DATE_RE.fullmatch(raw_time):
-        raise error("X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"")
     request_time = _parse_amz_date(raw_time)
+    if request_time is None:
+        raise error("X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"")
     if raw_time[:8] != date:
         raise error(prefix + "Invalid credential date. Date is not the same as X-Amz-Date.")
     raw_expires = values["X-Amz-Expires"]
@@ -552,26 +544,25 @@ def _require_signed_amz_headers(
 def _single(headers: Mapping[str, list[bytes]], name: str) -> str:
     values = headers[name]
     if len(values) != 1:
-        raise AccessDenied("AWS authentication requires a valid Date or x-amz-date header")
+        raise AccessDenied(_NO_DATE_MESSAGE)
     return values[0].decode("latin-1").strip()
 
 
-def _parse_amz_date(value: str) -> datetime:
+def _parse_amz_date(value: str) -> datetime | None:
+    """Parse ``YYYYMMDDTHHMMSSZ``; ``None`` if ``value`` is not such a (valid) timestamp."""
     if _AMZ_DATE_RE.fullmatch(value):
         try:
             return datetime.strptime(value, _AMZ_DATE_FORMAT).replace(tzinfo=UTC)
         except ValueError:
             pass
-    raise AccessDenied("AWS authentication requires a valid Date or x-amz-date header")
+    return None
 
 
 def _parse_http_date(value: str) -> datetime:
     try:
         parsed = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):
-        raise AccessDenied(
-            "AWS authentication requires a valid Date or x-amz-date header"
-        ) from None
+        raise AccessDenied(_NO_DATE_MESSAGE) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC).replace(microsecond=0)
@@ -618,6 +609,23 @@ def _canonical_headers(signed_headers: Sequence[str], headers: Mapping[str, list
         + b"\n"
         for name in signed_headers
     )
+
+
+def _string_to_sign(
+    claim: _Claim, scope: str, method: bytes, uri: bytes, query: bytes, canonical_headers: bytes
+) -> str:
+    canonical_request = b"\n".join(
+        (
+            method,
+            uri,
+            query,
+            canonical_headers,
+            ";".join(claim.signed_headers).encode("ascii"),
+            claim.payload_hash.encode("latin-1"),
+        )
+    )
+    digest = hashlib.sha256(canonical_request).hexdigest()
+    return "\n".join((ALGORITHM, claim.amz_date, scope, digest))
 
 
 # -- primitives --------------------------------------------------------------------------------

@@ -9,11 +9,12 @@ channel's private ``_command`` / ``_path`` (pinned by ``twisted<27`` and a regre
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from io import BytesIO
 from typing import Any, cast
 
-from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime, ITCPTransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http, server
@@ -41,7 +42,7 @@ class S3Request(server.Request):
     ctx: RequestContext
 
     def __init__(self, channel: Any, queued: object = None) -> None:
-        super().__init__(channel)
+        super().__init__(channel)  # type: ignore[no-untyped-call]
         self._sink: StagingSink | MemorySink | None = None
         self._decoder: AwsChunkedDecoder | None = None
         self._rejected = False
@@ -52,14 +53,14 @@ class S3Request(server.Request):
 
     @property
     def s3site(self) -> S3Site:
-        return cast(S3Site, self.channel.site)
+        return cast(S3Site, self.channel.site)  # type: ignore[attr-defined]
 
     # ---------------------------------------------------- the channel's hooks
     def gotLength(self, length: int | None) -> None:
         site = self.s3site
         channel = self.channel
         method = bytes(channel._command).decode("latin-1").upper()
-        peer = self.getClientAddress()
+        peer = self.getClientAddress()  # type: ignore[no-untyped-call]
         self.ctx = RequestContext(
             request_id=new_request_id(),
             started=site.clock.seconds(),
@@ -112,7 +113,7 @@ class S3Request(server.Request):
         if self._rejected:
             self._discarded += len(data)
             if self._discarded > LINGER_BYTES and self.channel is not None:
-                self.channel.transport.abortConnection()
+                self._transport().abortConnection()
             return
         if self._sink is None:
             return  # a body on a request already refused (kept small by the gate)
@@ -130,7 +131,7 @@ class S3Request(server.Request):
             return
         sink = self._sink
         if sink is None:
-            super().requestReceived(command, path, version)
+            super().requestReceived(command, path, version)  # type: ignore[no-untyped-call]
             return
         self.ctx.bytes_in = sink.received
         try:
@@ -143,7 +144,7 @@ class S3Request(server.Request):
         except errors.S3Error as e:
             sink.abort()
             self.ctx.error = e
-            super().requestReceived(command, path, version)
+            super().requestReceived(command, path, version)  # type: ignore[no-untyped-call]
             return
 
         def received(body: StagedBody | bytes) -> None:
@@ -183,9 +184,12 @@ class S3Request(server.Request):
             self._sink.abort()
         if not self.finished and not self._rejected and hasattr(self, "ctx"):
             self.s3site.access(self, status=0, error_code="ClientDisconnected")
-        super().connectionLost(reason)
+        super().connectionLost(reason)  # type: ignore[no-untyped-call]
 
     # ------------------------------------------------------------ helpers
+    def _transport(self) -> ITCPTransport:
+        return cast(ITCPTransport, self.channel.transport)
+
     def _pause_reading(self) -> None:
         producer = IPushProducer(self.channel.transport, None) if self.channel else None
         if producer is not None:
@@ -214,13 +218,11 @@ class S3Request(server.Request):
             b"Server: artifactd",
             b"Connection: close",
         ]
-        transport = self.channel.transport
+        transport = self._transport()
         transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
         self.s3site.access(self, status=error.status, error_code=error.code, bytes_out=len(body))
-        try:
+        with contextlib.suppress(AttributeError, NotImplementedError):
             transport.loseWriteConnection()
-        except (AttributeError, NotImplementedError):
-            pass
         self._linger = self.s3site.clock.callLater(LINGER_SECONDS, transport.abortConnection)
 
 
@@ -238,7 +240,7 @@ class S3Site(server.Site):
         clock: IReactorTime,
         on_access: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
-        super().__init__(resource, requestFactory=S3Request)
+        super().__init__(resource, requestFactory=S3Request)  # type: ignore[no-untyped-call]
         self.gate = gate
         self.engine = engine
         self.blobs = blobs
@@ -247,7 +249,7 @@ class S3Site(server.Site):
         self._on_access = on_access
         self.displayTracebacks = False
 
-    def log(self, request: server.Request) -> None:
+    def log(self, request: http.Request) -> None:
         if isinstance(request, S3Request) and hasattr(request, "ctx"):
             self.access(
                 request,

@@ -70,7 +70,7 @@ class FileBlobStore:
         return True
 
     def open_blob(self, digest: str) -> BinaryIO:
-        return open(self._layout.blob(digest), "rb")  # noqa: SIM115
+        return open(self._layout.blob(digest), "rb")
 
     def delete(self, digest: str) -> None:
         durable_unlink(self._fs, self._layout.blob(digest))

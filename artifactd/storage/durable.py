@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Protocol
 
@@ -31,10 +32,8 @@ class OSFileSystem:
         os.replace(src, dst)
 
     def unlink(self, path: str) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-        except FileNotFoundError:
-            pass
 
     def makedirs(self, path: str) -> None:
         os.makedirs(path, exist_ok=True)
