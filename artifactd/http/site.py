@@ -287,8 +287,8 @@ class S3Site(server.Site):
             "principal": ctx.principal,
         }
         access_log.info(
-            "{method} {action} {bucket}/{key} -> {status} {error_code}"
-            " in {duration_ms}ms ({request_id})",
+            "{action} {status} {method} {resource} {duration_ms}ms {request_id}",
+            resource=target.resource if target else "-",
             **event,
         )
         if self._on_access is not None:
