@@ -12,13 +12,13 @@ from twisted.application.service import Service
 from twisted.internet import endpoints
 from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
 from twisted.internet.interfaces import IListeningPort, IReactorCore, IReactorTime
-from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from artifactd import credentials
 from artifactd.config import Config
+from artifactd.expiry import UploadExpiry
 from artifactd.http.api import S3Api
 from artifactd.http.gate import Gate
 from artifactd.http.site import S3Site
@@ -47,7 +47,7 @@ class ArtifactdService(Service):
         self._pool: ThreadPool | None = None
         self._meta: KVMetadataStore | None = None
         self._ports: list[IListeningPort] = []
-        self._expiry: LoopingCall | None = None
+        self._expiry: UploadExpiry | None = None
         self.engine: Engine | None = None
         self.site: S3Site | None = None
         self.ready: Deferred[None] = Deferred()
@@ -149,11 +149,15 @@ class ArtifactdService(Service):
             )
 
     def _start_expiry(self) -> None:
-        self._expiry = LoopingCall(self.expire_uploads)
-        self._expiry.clock = self._reactor
-        self._expiry.start(self.config.expiry_interval_seconds, now=True).addErrback(
-            lambda f: self.log.failure("upload expiry stopped", f)
+        assert self._meta is not None and self.engine is not None
+        self._expiry = UploadExpiry(
+            self._meta,
+            self.engine,
+            self._reactor,
+            max_age=self.config.upload_expiry_seconds,
+            interval=self.config.expiry_interval_seconds,
         )
+        self._expiry.start()
 
     def _start_failed(self, failure: Any) -> None:
         self.log.failure("artifactd failed to start", failure)
@@ -161,30 +165,12 @@ class ArtifactdService(Service):
         if reactor.running:
             reactor.stop()
 
-    @inlineCallbacks
-    def expire_uploads(self) -> Any:
-        """Abort multipart uploads initiated longer ago than the configured expiry."""
-        assert self._meta is not None and self.engine is not None
-        cutoff = self._reactor.seconds() - self.config.upload_expiry_seconds
-        stale = [u for u in self._meta.all_uploads() if u.initiated < cutoff]
-        for upload in stale:
-            try:
-                yield self.engine.abort_upload(upload)
-            except Exception:
-                continue
-            self.log.info(
-                "expired multipart upload {upload_id} of {bucket}/{key}",
-                upload_id=upload.upload_id,
-                bucket=upload.bucket,
-                key=upload.key,
-            )
-
     # -------------------------------------------------------------- stop
     @inlineCallbacks
     def stopService(self) -> Any:
         super().stopService()  # type: ignore[no-untyped-call]
         failures: list[Any] = []
-        if self._expiry is not None and self._expiry.running:
+        if self._expiry is not None:
             self._expiry.stop()
         results = yield DeferredList(
             [d for d in (port.stopListening() for port in self._ports) if d is not None],
@@ -193,7 +179,7 @@ class ArtifactdService(Service):
         failures.extend(r for ok, r in results if not ok)
         self._ports = []
         if self.engine is not None:
-            yield self.engine.drain()
+            yield self.engine.close()
         if self._pool is not None:
             self._pool.stop()  # joins the disk threads: nothing uses the database after this
             self._pool = None

@@ -75,6 +75,8 @@ class S3Request(server.Request):
         ]
         has_body = length is None or length > 0
         try:
+            if site.engine.closed:
+                raise errors.ServiceUnavailable()
             plan = site.gate.admit(self.ctx, bytes(channel._path), headers, length)
         except errors.S3Error as e:
             if has_body:

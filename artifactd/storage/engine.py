@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 from attrs import frozen
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred, DeferredList, fail
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -61,10 +61,13 @@ class Engine:
         self._run = run
         self._commit_lock = threading.Lock()
         self._inflight: set[Deferred[Any]] = set()
+        self.closed = False
 
     # ------------------------------------------------------------ plumbing
     def _submit(self, f: Callable[..., T], *args: object) -> Deferred[T]:
         """Run ``f`` in the disk pool, tracked and shielded from the caller's cancellation."""
+        if self.closed:
+            return fail(errors.ServiceUnavailable())
         inner: Deferred[T] = self._run(f, *args)
         self._inflight.add(inner)
         outer: Deferred[T] = Deferred()
@@ -83,8 +86,9 @@ class Engine:
         inner.addBoth(relay)
         return outer
 
-    def drain(self) -> Deferred[Any]:
-        """Fires once every commit begun so far has finished."""
+    def close(self) -> Deferred[Any]:
+        """Refuse new work (ServiceUnavailable) and fire once every commit begun has finished."""
+        self.closed = True
         return DeferredList(list(self._inflight), consumeErrors=True)
 
     def _release(self, digests: Iterable[str]) -> None:
