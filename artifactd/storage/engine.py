@@ -86,10 +86,14 @@ class Engine:
         inner.addBoth(relay)
         return outer
 
+    def drain(self) -> Deferred[Any]:
+        """Fires once every commit begun so far has finished."""
+        return DeferredList(list(self._inflight), consumeErrors=True)
+
     def close(self) -> Deferred[Any]:
         """Refuse new work (ServiceUnavailable) and fire once every commit begun has finished."""
         self.closed = True
-        return DeferredList(list(self._inflight), consumeErrors=True)
+        return self.drain()
 
     def _release(self, digests: Iterable[str]) -> None:
         for digest in digests:
