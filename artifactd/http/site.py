@@ -92,8 +92,7 @@ class S3Request(server.Request):
             else:
                 self.ctx.error = err
             return
-        if has_body:
-            self._start_body(plan)
+        self._start_body(plan)  # even when empty: an empty PUT still stages (and verifies) a body
 
     def _start_body(self, plan: BodyPlan) -> None:
         site = self.s3site
