@@ -15,7 +15,7 @@ BIN = os.path.dirname(sys.executable)
 
 class PackagingTests(SynchronousTestCase):
     def _build_wheel(self) -> str:
-        out = os.path.abspath(self.mktemp())
+        out: str = os.path.abspath(self.mktemp())
         subprocess.run(
             [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
              "-w", out, ROOT],
