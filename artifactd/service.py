@@ -33,8 +33,16 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-class DataDirInUse(Exception):
-    """Another artifactd holds the data directory's lock."""
+class DataDirInUse(SystemExit):
+    """Another artifactd holds the data directory's lock.
+
+    A ``SystemExit`` with status 1, so ``twistd`` (which calls ``startService`` directly) exits
+    non-zero without printing a traceback; the reason is logged as a critical event first.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.code = 1
 
 
 class ArtifactdService(Service):
@@ -95,6 +103,11 @@ class ArtifactdService(Service):
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             f.close()
+            self.log.critical(
+                "the data directory {data_dir} is in use by another artifactd process;"
+                " run one daemon per data directory",
+                data_dir=os.path.dirname(path),
+            )
             raise DataDirInUse(
                 f"the data directory {os.path.dirname(path)} is in use by another artifactd"
                 " process; run one daemon per data directory"
@@ -163,6 +176,10 @@ class ArtifactdService(Service):
         self.log.failure("artifactd failed to start", failure)
         reactor: IReactorCore = self._reactor
         if reactor.running:
+            # twistd has no exit status of its own: without this the process would exit 0 and
+            # systemd's Restart=on-failure would not see the failure.  After shutdown, i.e.
+            # once stopService has closed the database.
+            reactor.addSystemEventTrigger("after", "shutdown", os._exit, 1)
             reactor.stop()
 
     # -------------------------------------------------------------- stop

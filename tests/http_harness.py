@@ -4,8 +4,8 @@ wired as :mod:`artifactd.service` wires it, over a :class:`StringTransport`.
 What differs from production, and only this:
 
 * metadata is :class:`~artifactd.storage.kv.MemoryKV` (no LevelDB);
-* the disk pool is a runner that runs its callable inline (:class:`InlineRunner`) or queues it
-  until the test fires it (:class:`ManualRunner`, for backpressure);
+* the disk pool is a runner that runs its callable inline (``artifactd.testing.inline_runner``)
+  or queues it until the test fires it (:class:`ManualRunner`, for backpressure);
 * time is a :class:`~twisted.internet.task.Clock` set to :data:`NOW`, which is also the
   timestamp the test signer puts into its SigV4 signatures;
 * the site's ``reactor`` (HTTPChannel idle timeouts) is that clock, not the global reactor.
@@ -17,6 +17,7 @@ would build a stock ``Site`` and never exercise ``S3Request`` (research pitfall 
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -30,7 +31,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.httpchecksum import AwsChunkedWrapper, Crc32Checksum
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IProtocol
 from twisted.internet.task import Clock
@@ -47,6 +48,7 @@ from artifactd.storage.engine import Engine
 from artifactd.storage.kv import MemoryKV
 from artifactd.storage.layout import Layout
 from artifactd.storage.metadata import KVMetadataStore
+from artifactd.testing import inline_runner
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -60,20 +62,6 @@ EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
 
 
 # ------------------------------------------------------------------------- runners
-class InlineRunner:
-    """The disk pool, run synchronously on the calling thread."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def __call__(self, f: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
-        self.calls += 1
-        try:
-            return succeed(f(*args, **kwargs))
-        except BaseException:
-            return fail()
-
-
 class ManualRunner:
     """The disk pool, run only when the test calls :meth:`fire` / :meth:`fire_all`."""
 
@@ -304,25 +292,29 @@ def put_request(
     http_chunks: Sequence[int] = (),
     aws_chunk_size: int = 0x20000,
     sign_payload: bytes | None = None,
+    secret_key: str = SECRET_KEY,
+    query: str = "",
 ) -> bytes:
     """A signed PutObject as raw bytes.
 
     ``encoding`` is ``"plain"`` (Content-Length, signed payload), ``"chunked"``
     (Transfer-Encoding: chunked, signed payload) or ``"aws-chunked"`` (botocore's https
     default: Transfer-Encoding: chunked around aws-chunked with a CRC32 trailer).
-    ``sign_payload`` signs a different body's SHA-256 (to forge a mismatch).
+    ``sign_payload`` signs a different body's SHA-256 (to forge a mismatch); ``query`` (e.g.
+    ``"?partNumber=1&uploadId=..."``) makes it an UploadPart.
     """
-    target = key_path(bucket, key)
+    target = key_path(bucket, key) + query
     extra: dict[str, str] = dict(headers or {})
     if expect:
         extra["Expect"] = "100-continue"
     claimed = payload if sign_payload is None else sign_payload
     if encoding == "plain":
         extra["Content-Length"] = str(len(payload))
-        return serialise("PUT", target, sign("PUT", target, extra, payload=claimed), payload)
+        signed = sign("PUT", target, extra, payload=claimed, secret_key=secret_key)
+        return serialise("PUT", target, signed, payload)
     if encoding == "chunked":
         extra["Transfer-Encoding"] = "chunked"
-        signed = sign("PUT", target, extra, payload=claimed)
+        signed = sign("PUT", target, extra, payload=claimed, secret_key=secret_key)
         return serialise("PUT", target, signed, http_chunked(payload, http_chunks))
     if encoding == "aws-chunked":
         extra.update(
@@ -334,7 +326,14 @@ def put_request(
                 "x-amz-sdk-checksum-algorithm": "CRC32",
             }
         )
-        signed = sign("PUT", target, extra, payload=None, trailer="x-amz-checksum-crc32")
+        signed = sign(
+            "PUT",
+            target,
+            extra,
+            payload=None,
+            trailer="x-amz-checksum-crc32",
+            secret_key=secret_key,
+        )
         framed = aws_chunked(payload, chunk_size=aws_chunk_size)
         return serialise("PUT", target, signed, http_chunked(framed, http_chunks))
     raise ValueError(encoding)
@@ -353,17 +352,23 @@ def signed_request(
     return serialise(method, target, sign(method, target, extra, payload=body), body)
 
 
+def split_head(raw: bytes) -> tuple[bytes, bytes]:
+    """A raw request's head (through the blank line) and its body bytes."""
+    end = raw.index(b"\r\n\r\n") + 4
+    return raw[:end], raw[end:]
+
+
 def split_at(data: bytes, cuts: Iterable[int]) -> list[bytes]:
     """``data`` cut at ``cuts`` (each taken modulo ``len(data) + 1``); every piece non-empty."""
     points = sorted({cut % (len(data) + 1) for cut in cuts} | {0, len(data)})
-    return [data[a:b] for a, b in zip(points, points[1:], strict=False) if b > a]
+    return [data[a:b] for a, b in itertools.pairwise(points) if b > a]
 
 
 # -------------------------------------------------------------------------- harness
 class RecordingTransport(StringTransport):
     """A StringTransport that also appends each write to a shared event list."""
 
-    def __init__(self, events: list[tuple[str, Any]], **kwargs: Any) -> None:
+    def __init__(self, events: list[tuple[Any, ...]], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.events = events
 
@@ -382,7 +387,7 @@ class Connection:
 
     def __init__(self, harness: Harness) -> None:
         self.harness = harness
-        self.events: list[tuple[str, Any]] = []
+        self.events: list[tuple[Any, ...]] = []
         self.protocol: IProtocol = harness.site.buildProtocol(
             IPv4Address("TCP", "127.0.0.1", 40000)
         )
@@ -394,6 +399,8 @@ class Connection:
         self.protocol.makeConnection(self.transport)
 
     def feed(self, data: bytes) -> None:
+        """Deliver ``data`` as one read, then let due timed calls run (the disk pool is left
+        alone: with a :class:`ManualRunner` the test decides when it runs)."""
         self.protocol.dataReceived(data)
         self.harness.pump()
 
@@ -402,7 +409,13 @@ class Connection:
             self.feed(piece)
 
     def disconnect(self) -> None:
-        """The client goes away (the kernel reports the connection closed)."""
+        """The client goes away: as a TCP transport does on connection loss, stop the
+        transport's producer (the channel, which stops a response producer), then tell the
+        protocol."""
+        producer = self.transport.producer
+        if producer is not None:
+            producer.stopProducing()
+        self.transport.disconnected = True
         self.protocol.connectionLost(Failure(ConnectionDone("client went away")))
         self.harness.pump()
 
@@ -433,7 +446,7 @@ class Harness:
         os.makedirs(self.layout.root, exist_ok=True)
         self.clock = Clock()
         self.clock.advance(NOW.timestamp())
-        self.run: Callable[..., Deferred[Any]] = runner if runner is not None else InlineRunner()
+        self.run: Callable[..., Deferred[Any]] = runner if runner is not None else inline_runner
         self.blobs = CountingBlobStore(self.layout)
         self.blobs.prepare()
         self.meta = KVMetadataStore(MemoryKV())
@@ -460,14 +473,25 @@ class Harness:
             self.clock.advance(0)
         raise AssertionError("the clock never settles")
 
+    def settle(self) -> None:
+        """Run queued disk-pool work and due timed calls until nothing is left."""
+        run = self.run
+        while True:
+            self.pump()
+            if not (isinstance(run, ManualRunner) and run.pending):
+                return
+            run.fire_all()
+
     def connect(self) -> Connection:
         return Connection(self)
 
     def send(self, raw: bytes | Iterable[bytes], *, head: bool = False) -> Response:
-        """Send one request on a new connection (as one piece or the pieces given) and return
-        its response."""
+        """Send one request on a new connection (as one piece or the pieces given), let the
+        disk pool finish, and return its response."""
         conn = self.connect()
-        conn.feed_pieces([raw] if isinstance(raw, bytes) else raw)
+        for piece in [raw] if isinstance(raw, bytes) else raw:
+            conn.feed(piece)
+            self.settle()
         return conn.response(head=head)
 
     # conveniences -----------------------------------------------------------------
@@ -484,7 +508,7 @@ class Harness:
         return sorted(os.listdir(self.layout.staging))
 
     def blob_files(self) -> list[str]:
-        found = []
+        found: list[str] = []
         for dirpath, _dirs, files in os.walk(self.layout.blobs):
             found.extend(os.path.join(dirpath, f) for f in files)
         return sorted(found)

@@ -581,7 +581,11 @@ def _int_arg(q: Any, name: str, default: int, low: int, high: int | None) -> int
     raw: str | None = q.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or int(raw) < low or (high is not None and int(raw) > high):
+    if (
+        not (raw.isascii() and raw.isdigit())
+        or int(raw) < low
+        or (high is not None and int(raw) > high)
+    ):
         raise errors.InvalidArgument(
             f"Provided {name} not valid.", extra={"ArgumentName": name, "ArgumentValue": raw}
         )

@@ -132,7 +132,7 @@ class Gate:
         if ctx.action == "UploadPart":
             upload_id = target.query.get("uploadId", "")
             number = target.query.get("partNumber", "")
-            if not number.isdigit() or not 1 <= int(number) <= MAX_PARTS:
+            if not (number.isascii() and number.isdigit()) or not 1 <= int(number) <= MAX_PARTS:
                 raise errors.InvalidArgument(
                     "Part number must be an integer between 1 and 10000, inclusive",
                     extra={"ArgumentName": "partNumber", "ArgumentValue": number},
@@ -166,7 +166,9 @@ class Gate:
                 t.strip().lower() for t in h.get("x-amz-trailer", "").split(",") if t.strip()
             )
             chunked = ChunkedSpec(
-                decoded_length=int(decoded) if decoded and decoded.isdigit() else None,
+                decoded_length=int(decoded)
+                if decoded and decoded.isascii() and decoded.isdigit()
+                else None,
                 trailer_names=trailers,
                 signatures=sigv4.ChunkSignatureVerifier.for_request(verified)
                 if payload in _SIGNED_STREAMING

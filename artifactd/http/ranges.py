@@ -8,7 +8,7 @@ from attrs import frozen
 
 from artifactd import errors
 
-_SPEC = re.compile(r"\A\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*\Z")
+_SPEC = re.compile(r"\A\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*\Z", re.ASCII)
 
 
 @frozen

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import datetime
 import email.utils
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote
 
+import defusedxml
 import defusedxml.ElementTree as SafeET
 
 from artifactd import errors
@@ -56,11 +58,22 @@ def document(
     return _DECL + body
 
 
+# Characters XML 1.0 cannot carry at all (not even as character references).
+_NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_safe(text: str) -> str:
+    """``text`` with every character XML 1.0 forbids percent-encoded (as UTF-8)."""
+    return _NOT_XML_CHAR.sub(lambda m: quote(m.group(), safe=""), text)
+
+
 def error_document(error: errors.S3Error, request_id: str) -> bytes:
-    children: list[Child] = [("Code", error.code), ("Message", error.message)]
-    children.extend(error.extra.items())
+    """The ``<Error>`` document.  Values echoed from the request (keys, query arguments) may hold
+    characters XML 1.0 forbids; those are percent-encoded so the document always parses."""
+    children: list[Child] = [("Code", error.code), ("Message", _xml_safe(error.message))]
+    children.extend((name, _xml_safe(value)) for name, value in error.extra.items())
     if error.resource is not None:
-        children.append(("Resource", error.resource))
+        children.append(("Resource", _xml_safe(error.resource)))
     children.append(("RequestId", request_id))
     children.append(("HostId", request_id))
     return document("Error", children, namespace=False)
@@ -84,7 +97,7 @@ def parse(body: bytes, root: str) -> ET.Element:
         raise errors.MalformedXML()
     try:
         el: ET.Element = SafeET.fromstring(body, forbid_dtd=True)
-    except (ET.ParseError, SafeET.DefusedXmlException, ValueError):
+    except (ET.ParseError, defusedxml.DefusedXmlException, ValueError):
         raise errors.MalformedXML() from None
     if _local(el.tag) != root:
         raise errors.MalformedXML()
@@ -113,7 +126,11 @@ def parse_complete_upload(body: bytes) -> list[tuple[int, str, Mapping[str, str]
     for part in children(root, "Part"):
         number = text(part, "PartNumber")
         etag = text(part, "ETag")
-        if number is None or etag is None or not number.strip().isdigit():
+        if (
+            number is None
+            or etag is None
+            or not (number.strip().isascii() and number.strip().isdigit())
+        ):
             raise errors.MalformedXML()
         checksums = {
             _local(c.tag): (c.text or "") for c in part if _local(c.tag).startswith("Checksum")

@@ -10,14 +10,16 @@ channel's private ``_command`` / ``_path`` (pinned by ``twisted<27`` and a regre
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from io import BytesIO
 from typing import Any, cast
 
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime, ITCPTransport
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from twisted.web import http, server
+from twisted.web.http_headers import Headers
 from twisted.web.resource import IResource
 
 from artifactd import errors
@@ -35,6 +37,15 @@ LINGER_BYTES = 64 * 1024 * 1024
 access_log = Logger(namespace="artifactd.access")
 
 
+class ResponseHeaders(Headers):
+    """Twisted sends header names in Header-Case; S3 sends ``x-amz-meta-*`` in lower case, and
+    clients (boto3's ``Metadata``, the CLI's JSON) key user metadata by the name as received."""
+
+    def getAllRawHeaders(self) -> Iterator[tuple[bytes, Sequence[bytes]]]:
+        for name, values in super().getAllRawHeaders():
+            yield (name.lower() if name.startswith(b"X-Amz-Meta-") else name), values
+
+
 class S3Request(server.Request):
     """One S3 request.  Reactor thread only."""
 
@@ -43,6 +54,7 @@ class S3Request(server.Request):
 
     def __init__(self, channel: Any, queued: object = None) -> None:
         super().__init__(channel)  # type: ignore[no-untyped-call]
+        self.responseHeaders = ResponseHeaders()
         self._sink: StagingSink | MemorySink | None = None
         self._decoder: AwsChunkedDecoder | None = None
         self._rejected = False
@@ -222,8 +234,14 @@ class S3Request(server.Request):
         transport = self._transport()
         transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
         self.s3site.access(self, status=error.status, error_code=error.code, bytes_out=len(body))
-        with contextlib.suppress(AttributeError, NotImplementedError):
-            transport.loseWriteConnection()
+        if isinstance(transport, TLSMemoryBIOProtocol):
+            # No TLS half-close: loseWriteConnection would reach the TCP transport underneath,
+            # which can shut down before the TLS layer has flushed the response (lost reply).
+            # loseConnection flushes it first and keeps reading (HTTPChannel is its producer).
+            transport.loseConnection()
+        else:
+            with contextlib.suppress(AttributeError, NotImplementedError):
+                transport.loseWriteConnection()
         self._linger = self.s3site.clock.callLater(LINGER_SECONDS, transport.abortConnection)
 
 
@@ -249,6 +267,15 @@ class S3Site(server.Site):
         self.clock = clock
         self._on_access = on_access
         self.displayTracebacks = False
+
+    def getResourceFor(self, request: server.Request) -> IResource:
+        # The gate routes S3 requests from the raw URI (ctx.action); the Klein app only has to
+        # reach S3Api.dispatch, so it is shown the path "/".  Shown the real path, werkzeug
+        # cannot route keys holding "\n" (HTML 404) and Klein refuses non-UTF-8 paths (HTML
+        # 400), and a staged body would never reach the handler that discards it.
+        request.postpath = []
+        resource: IResource = super().getResourceFor(request)  # type: ignore[no-untyped-call]
+        return resource
 
     def log(self, request: http.Request) -> None:
         if isinstance(request, S3Request) and hasattr(request, "ctx"):

@@ -73,7 +73,9 @@ class FileBlobStore:
         return open(self._layout.blob(digest), "rb")
 
     def delete(self, digest: str) -> None:
-        durable_unlink(self._fs, self._layout.blob(digest))
+        path = self._layout.blob(digest)
+        if os.path.lexists(path):  # its shard directory may not exist: nothing to fsync then
+            durable_unlink(self._fs, path)
 
     def exists(self, digest: str) -> bool:
         return os.path.exists(self._layout.blob(digest))

@@ -109,7 +109,8 @@ class KVMetadataStore:
                 same = (
                     (key_marker, v)
                     for k, v in reader.scan(
-                        keys.upload_key(bucket, key_marker, upload_id_marker) + b"\x00"
+                        base + key_marker.encode("utf-8", "surrogatepass") + keys.SEP,
+                        keys.upload_key(bucket, key_marker, upload_id_marker) + b"\x00",
                     )
                     if k.startswith(base + key_marker.encode() + keys.SEP)
                 )
@@ -303,7 +304,12 @@ def _rolled_up(
     ``(common_prefix, None)`` for each group of keys sharing a delimited prefix, once, in order."""
     scan_prefix = base + prefix.encode("utf-8", "surrogatepass")
     marker = start_after.encode("utf-8", "surrogatepass")
-    if delimiter and start_after.startswith(prefix) and start_after.endswith(delimiter):
+    if (
+        delimiter
+        and start_after.startswith(prefix)
+        and start_after.endswith(delimiter)
+        and start_after.find(delimiter, len(prefix)) == len(start_after) - len(delimiter)
+    ):
         # the marker is a common prefix returned earlier: skip everything under it
         start = base + marker + _AFTER_ALL
     elif start_after:
