@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable, Sequence
 
 from artifactd import errors
 
@@ -44,6 +45,21 @@ def check_key(key: str) -> None:
         raise errors.KeyTooLongError(
             extra={"Size": str(len(key.encode("utf-8", "surrogatepass"))), "MaxSizeAllowed": "1024"}
         )
+
+
+def user_metadata(
+    headers: Iterable[tuple[bytes, Sequence[bytes]]],
+) -> list[tuple[str, str]]:
+    """The ``x-amz-meta-*`` headers as sorted (lower-case name without the prefix, value) pairs;
+    repeated headers are joined with commas."""
+    metadata: list[tuple[str, str]] = []
+    for raw_name, values in headers:
+        name = raw_name.decode("latin-1").lower()
+        if name.startswith("x-amz-meta-"):
+            value = ",".join(v.decode("utf-8", "replace") for v in values)
+            metadata.append((name[len("x-amz-meta-") :], value))
+    metadata.sort()
+    return metadata
 
 
 def metadata_size(pairs: list[tuple[str, str]]) -> int:

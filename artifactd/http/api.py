@@ -5,6 +5,7 @@ that renders S3 XML.  Handlers are short coroutines that never block: metadata r
 from __future__ import annotations
 
 import base64
+import binascii
 import contextlib
 import hashlib
 import os
@@ -243,7 +244,7 @@ class S3Api:
         results: list[Child] = []
         for obj in objects:
             key = s3xml.text(obj, "Key")
-            if key is None:
+            if key is None or any(True for _ in s3xml.children(obj, "Key")[0]):
                 raise errors.MalformedXML()
             try:
                 names.check_key(key)
@@ -553,14 +554,7 @@ def _object_headers(
             if not value:
                 continue
         headers.append((name, value))
-    metadata: list[tuple[str, str]] = []
-    for raw_name, values in request.requestHeaders.getAllRawHeaders():
-        name = raw_name.decode("latin-1").lower()
-        if name.startswith("x-amz-meta-"):
-            metadata.append(
-                (name[len("x-amz-meta-") :], ",".join(v.decode("utf-8", "replace") for v in values))
-            )
-    metadata.sort()
+    metadata = names.user_metadata(request.requestHeaders.getAllRawHeaders())
     names.check_metadata(metadata)
     return content_type, tuple(headers), tuple(metadata)
 
@@ -598,8 +592,8 @@ def _encode_token(marker: str) -> str:
 
 def _decode_token(token: str) -> str:
     try:
-        return base64.urlsafe_b64decode(token.encode()).decode("utf-8")
-    except (ValueError, UnicodeDecodeError):
+        return base64.b64decode(token.encode(), altchars=b"-_", validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError, binascii.Error):
         raise errors.InvalidArgument(
             "The continuation token provided is incorrect",
             extra={"ArgumentName": "continuation-token"},

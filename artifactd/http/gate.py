@@ -88,6 +88,11 @@ class Gate:
             names.check_bucket_name(target.bucket)
         if target.key is not None:
             names.check_key(target.key)
+        if ctx.action in ("PutObject", "CreateMultipartUpload"):
+            grouped: dict[bytes, list[bytes]] = {}
+            for name, value in headers:
+                grouped.setdefault(name.lower(), []).append(value)
+            names.check_metadata(names.user_metadata(grouped.items()))
         streamed = ctx.action in STREAMED_ACTIONS
         if streamed:
             self._admit_upload(ctx, lower, length)

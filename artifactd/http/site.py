@@ -51,6 +51,7 @@ class S3Request(server.Request):
 
     log = Logger()
     ctx: RequestContext
+    defaultContentType = None  # S3 sends no Content-Type on empty responses
 
     def __init__(self, channel: Any, queued: object = None) -> None:
         super().__init__(channel)  # type: ignore[no-untyped-call]

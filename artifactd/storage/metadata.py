@@ -207,6 +207,9 @@ class KVMetadataStore:
             if self._kv.get(uk) is None:
                 raise errors.NoSuchUpload(extra={"UploadId": upload.upload_id})
             deletes, delta = self._upload_removal(upload)
+            if any(delta[b.digest] >= 0 for b in record.blobs):
+                # a blob that is no longer one of the upload's parts (replaced meanwhile)
+                raise errors.InvalidPart(extra={"UploadId": upload.upload_id})
             deletes.add(uk)
             ok = keys.object_key(record.bucket, record.key)
             delta.update(b.digest for b in record.blobs)
