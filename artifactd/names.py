@@ -41,6 +41,8 @@ def check_key(key: str) -> None:
     """Raise for an empty key or one over 1024 UTF-8 bytes."""
     if not key:
         raise errors.InvalidArgument("Object key must not be empty.")
+    if "\x00" in key:
+        raise errors.InvalidArgument("Object keys must not contain NUL characters.")
     if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
         raise errors.KeyTooLongError(
             extra={"Size": str(len(key.encode("utf-8", "surrogatepass"))), "MaxSizeAllowed": "1024"}

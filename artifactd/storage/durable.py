@@ -41,11 +41,27 @@ class OSFileSystem:
 
 def durable_rename(fs: FileSystem, src: str, dst: str) -> None:
     """Rename an already-synced file into place and fsync the target directory, so that after this
-    returns the file is reachable under ``dst`` across a crash."""
+    returns the file is reachable under ``dst`` across a crash.  Directories created on the way
+    (blob shards) are made durable too, by fsyncing each one's parent."""
     parent = os.path.dirname(dst)
+    missing = _missing_dirs(parent)
     fs.makedirs(parent)
+    for created in missing:
+        fs.fsync_dir(os.path.dirname(created))
     fs.replace(src, dst)
     fs.fsync_dir(parent)
+
+
+def _missing_dirs(path: str) -> list[str]:
+    """The directories on the way to ``path`` that do not exist yet, outermost first."""
+    missing: list[str] = []
+    while path and not os.path.isdir(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return missing[::-1]
 
 
 def durable_unlink(fs: FileSystem, path: str) -> None:

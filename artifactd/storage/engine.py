@@ -177,7 +177,7 @@ class Engine:
                     while chunk := f.read(READ_SIZE):
                         sha.update(chunk)
         except FileNotFoundError:
-            raise errors.NoSuchUpload(extra={"UploadId": upload.upload_id}) from None
+            raise errors.InvalidPart(extra={"UploadId": upload.upload_id}) from None
         record = make_record(sha.hexdigest())
         with self._commit_lock:
             released = self.meta.complete_upload(upload, record)

@@ -51,6 +51,8 @@ class KVMetadataStore:
         self, bucket: str, prefix: str, delimiter: str, start_after: str, max_keys: int
     ) -> ListPage:
         base = keys.object_prefix(bucket)
+        if max_keys <= 0:
+            return ListPage((), (), False, None)
         objects: list[ObjectRecord] = []
         prefixes: list[str] = []
         with self._kv.snapshot() as reader:
