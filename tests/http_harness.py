@@ -48,7 +48,7 @@ from artifactd.storage.engine import Engine
 from artifactd.storage.kv import MemoryKV
 from artifactd.storage.layout import Layout
 from artifactd.storage.metadata import KVMetadataStore
-from artifactd.testing import inline_runner
+from artifactd.testing import ManualRunner, inline_runner
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -62,33 +62,6 @@ EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
 
 
 # ------------------------------------------------------------------------- runners
-class ManualRunner:
-    """The disk pool, run only when the test calls :meth:`fire` / :meth:`fire_all`."""
-
-    def __init__(self) -> None:
-        self.pending: list[tuple[Callable[[], Any], Deferred[Any]]] = []
-
-    def __call__(self, f: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
-        d: Deferred[T] = Deferred()
-        self.pending.append((lambda: f(*args, **kwargs), d))
-        return d
-
-    def fire(self) -> None:
-        """Run the oldest queued call and fire its Deferred with the outcome."""
-        call, d = self.pending.pop(0)
-        try:
-            result = call()
-        except BaseException:
-            d.errback(Failure())
-        else:
-            d.callback(result)
-
-    def fire_all(self) -> None:
-        """Run queued calls (including those queued meanwhile) until none is left."""
-        while self.pending:
-            self.fire()
-
-
 class CountingBlobStore(FileBlobStore):
     """A :class:`FileBlobStore` that counts the staging files it opens."""
 
