@@ -18,13 +18,13 @@ from twisted.trial.unittest import SynchronousTestCase
 from artifactd.config import Config
 from artifactd.http.body import BATCH, HIGH_WATER
 from artifactd.http.site import LINGER_BYTES, LINGER_SECONDS, S3Request
+from artifactd.testing import ManualRunner
 from tests import strategies
 from tests.http_harness import (
     ACCESS_KEY,
     SECRET_KEY,
     Connection,
     Harness,
-    ManualRunner,
     RecordingTransport,
     Response,
     key_path,
