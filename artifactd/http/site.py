@@ -306,6 +306,7 @@ class S3Site(server.Site):
             "method": ctx.method,
             "action": ctx.action,
             "bucket": target.bucket if target else None,
+            "query": sorted(target.query) if target else [],  # parameter names only: no secrets
             "key": target.key if target else None,
             "status": status,
             "error_code": error_code,

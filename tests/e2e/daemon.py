@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import hashlib
 import ipaddress
 import json
 import os
@@ -10,8 +12,9 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
@@ -249,3 +252,125 @@ def make_certificate(directory: str) -> tuple[str, str]:
             )
         )
     return cert_path, key_path
+
+
+# ---------------------------------------------------------------- large-body helpers
+# Shared by tests/e2e/test_memory.py and bench/upload_rss.py.
+
+MiB = 1024 * 1024
+
+
+def write_pattern_file(path: str, size: int) -> str:
+    """Write ``size`` bytes to ``path`` fast: one random MiB repeated, each copy starting with its
+    own 8-byte counter (so no two MiB are equal and nothing deduplicates).  Not fsynced.  Returns
+    the content's sha256 hex digest."""
+    block = bytearray(os.urandom(MiB))
+    digest = hashlib.sha256()
+    with open(path, "wb") as f:
+        written = 0
+        counter = 0
+        while written < size:
+            block[:8] = counter.to_bytes(8, "big")
+            piece = memoryview(block)[: min(MiB, size - written)]
+            digest.update(piece)
+            f.write(piece)
+            written += len(piece)
+            counter += 1
+    return digest.hexdigest()
+
+
+def staging_bytes(data_dir: str) -> int:
+    """Bytes in the daemon's staging files: > 0 while a request body is being received."""
+    total = 0
+    try:
+        with os.scandir(os.path.join(data_dir, "staging")) as entries:
+            for entry in entries:
+                with contextlib.suppress(FileNotFoundError):  # committed or discarded meanwhile
+                    total += entry.stat().st_size
+    except FileNotFoundError:
+        pass
+    return total
+
+
+class LatencyProbe:
+    """Calls ``probe`` (a small request) in a loop on its own thread until stopped, recording
+    each call's latency, whether it succeeded and ``label()`` taken when it completed."""
+
+    def __init__(
+        self, probe: Callable[[], object], label: Callable[[], str], interval: float = 0.01
+    ) -> None:
+        self._probe = probe
+        self._label = label
+        self._interval = interval
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="latency-probe", daemon=True)
+        self.samples: list[tuple[str, float]] = []  # (label, seconds), successful calls
+        self.failures: list[str] = []
+
+    def start(self) -> LatencyProbe:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            started = time.perf_counter()
+            try:
+                self._probe()
+            except Exception as e:
+                self.failures.append(repr(e))
+                self._stopping.wait(0.05)
+                continue
+            self.samples.append((self._label(), time.perf_counter() - started))
+            self._stopping.wait(self._interval)
+
+    def latencies(self, label: str | None = None) -> list[float]:
+        return sorted(s for lab, s in self.samples if label is None or lab == label)
+
+
+def presigned_probe(daemon: Daemon, bucket: str, key: str) -> Callable[[], None]:
+    """A cheap probe of a small object: alternately HEAD and GET through presigned URLs on one
+    keep-alive ``http.client`` connection.  It costs the calling process far less CPU than a boto3
+    call, so its latency is the daemon's rather than this process's GIL."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    client = daemon.client(signature_version="s3v4")  # boto3 presigns SigV2 by default
+    targets = []
+    for method, operation in (("HEAD", "head_object"), ("GET", "get_object")):
+        url = urlsplit(
+            client.generate_presigned_url(
+                operation, Params={"Bucket": bucket, "Key": key}, ExpiresIn=3600
+            )
+        )
+        targets.append((method, f"{url.path}?{url.query}", url.hostname, url.port))
+    connection: list[http.client.HTTPConnection] = []
+    calls = [0]
+
+    def probe() -> None:
+        method, target, host, port = targets[calls[0] % 2]
+        calls[0] += 1
+        if not connection:
+            connection.append(http.client.HTTPConnection(host or "127.0.0.1", port, timeout=60))
+        try:
+            connection[0].request(method, target)
+            response = connection[0].getresponse()
+            response.read()
+        except Exception:
+            connection.pop().close()
+            raise
+        if response.status != 200:
+            raise AssertionError(f"{method} {key}: {response.status} {response.reason}")
+
+    return probe
+
+
+def percentile(ordered: Sequence[float], fraction: float) -> float:
+    """The nearest-rank percentile of already sorted values (0.0 when empty)."""
+    if not ordered:
+        return 0.0
+    rank = max(0, min(len(ordered) - 1, round(fraction * len(ordered)) - 1))
+    return ordered[rank]
