@@ -68,11 +68,13 @@ def keys(*, controls: bool = False, max_bytes: int = MAX_KEY_BYTES) -> st.Search
     """Valid S3 object keys: non-empty text of at most ``max_bytes`` UTF-8 bytes, never a lone
     surrogate, rich in ``/``, ``//``, spaces, ``+`` and ``%``.
 
-    Control characters (``\\x00``-``\\x1f``, ``\\x7f``-``\\x9f``) are left out unless ``controls``:
+    NUL is never produced (artifactd refuses it: it would make key encodings ambiguous). Control
+    characters (``\\x01``-``\\x1f``, ``\\x7f``-``\\x9f``) are left out unless ``controls``:
     S3 accepts them but XML 1.0 cannot carry most of them, so they only suit storage-level tests.
     """
     any_char = (
-        st.characters(codec="utf-8")  # every code point UTF-8 can encode: no surrogates
+        # every code point UTF-8 can encode (no surrogates) but NUL, which artifactd refuses
+        st.characters(codec="utf-8", exclude_characters="\x00")
         if controls
         else st.characters(codec="utf-8", exclude_categories=["Cc"])
     )

@@ -205,6 +205,16 @@ class KeyLengthTests(ApiErrorTestCase):
         else:
             response = self.h.send(signed_request(method, target), head=method == "HEAD")
         self.assertS3Error(response, 400, "KeyTooLongError", head=method == "HEAD")
+
+    @given(prefix=strategies.keys(max_bytes=100), suffix=strategies.keys(max_bytes=100))
+    def test_nul_in_key(self, prefix: str, suffix: str) -> None:
+        """A key holding NUL is refused with 400 InvalidArgument before any body is staged."""
+        key = prefix + "\x00" + suffix
+        opened = self.h.blobs.staging_opened
+        response = self.h.send(put_request("bkt", key, b"body"))
+        self.assertS3Error(response, 400, "InvalidArgument")
+        self.assertEqual(self.h.blobs.staging_opened, opened)
+        self.assertIsNone(self.h.meta.get_object("bkt", key))
         self.assertUnchanged()
 
     def test_key_of_1024_bytes(self) -> None:
