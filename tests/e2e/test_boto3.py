@@ -825,19 +825,21 @@ class Boto3HTTPTests(DaemonTestCase):
             self.assertIn(b"<Code>SignatureDoesNotMatch</Code>", e.read())
 
     def test_presigned_get_default_config(self) -> None:
-        """A presigned GET URL from boto3's default config (SigV2 query auth) fetches the object."""
+        """A legacy SigV2 presigned URL (boto3's default presigner) gets a clear error naming
+        SigV4, never the object."""
         name = self.new_bucket()
         self.s3.put_object(Bucket=name, Key="k", Body=b"v2")
         url = self.s3.generate_presigned_url(
             "get_object", Params={"Bucket": name, "Key": "k"}, ExpiresIn=300
         )
-        with urllib.request.urlopen(url, context=self.ssl_context(), timeout=10) as response:
-            self.assertEqual(response.read(), b"v2")
-
-    test_presigned_get_default_config.todo = (  # type: ignore[attr-defined]
-        "SigV2 query authentication (AWSAccessKeyId/Signature/Expires), which boto3 uses for"
-        " presigned S3 URLs by default, is not implemented: 400 InvalidRequest"
-    )
+        self.assertIn("AWSAccessKeyId=", url)
+        with self.assertRaises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(url, context=self.ssl_context(), timeout=10)
+        with e.exception as error:
+            self.assertEqual(error.code, 400)
+            body = error.read()
+        self.assertIn(b"<Code>InvalidRequest</Code>", body)
+        self.assertIn(b"AWS4-HMAC-SHA256", body)
 
     def test_presigned_put(self) -> None:
         """A SigV4 presigned PUT URL uploads with urllib (UNSIGNED-PAYLOAD)."""
