@@ -1,0 +1,134 @@
+"""Object and upload listings."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import ClassVar
+
+from twisted.web.iweb import IRequest
+
+from artifactd.http import s3xml
+from artifactd.http.context import RequestContext
+from artifactd.http.handlers.base import (
+    HandlerBase,
+    decode_token,
+    encode_token,
+    encoding_type,
+    int_arg,
+)
+from artifactd.http.s3xml import Child, encode_key, iso8601
+
+
+class ListingHandlers(HandlerBase):
+    """ListObjects (v1, v2) and ListMultipartUploads."""
+
+    actions: ClassVar[Mapping[str, str]] = {
+        "ListObjects": "list_objects",
+        "ListObjectsV2": "list_objects",
+        "ListMultipartUploads": "list_uploads",
+    }
+
+    async def list_objects(self, request: IRequest, ctx: RequestContext) -> bytes:
+        assert ctx.target is not None
+        bucket = self._bucket(ctx)
+        q = ctx.target.query
+        v2 = ctx.action == "ListObjectsV2"
+        prefix = q.get("prefix", "")
+        delimiter = q.get("delimiter", "")
+        encoding = encoding_type(q)
+        max_keys = int_arg(q, "max-keys", 1000, 0, None)
+        token = q.get("continuation-token")
+        if v2:
+            start_after = q.get("start-after", "")
+            if token is not None:
+                start_after = decode_token(token)
+        else:
+            start_after = q.get("marker", "")
+        page = self._meta.list_objects(
+            bucket.name, prefix, delimiter, start_after, min(max_keys, 1000)
+        )
+        contents: list[Child] = []
+        for o in page.objects:
+            entry: list[Child] = [
+                ("Key", encode_key(o.key, encoding)),
+                ("LastModified", iso8601(o.last_modified)),
+                ("ETag", f'"{o.etag}"'),
+                ("Size", o.size),
+                ("StorageClass", "STANDARD"),
+            ]
+            if not v2 or q.get("fetch-owner") == "true":
+                entry.append(("Owner", s3xml.owner()))
+            contents.append(("Contents", entry))
+        children: list[Child] = [
+            ("Name", bucket.name),
+            ("Prefix", encode_key(prefix, encoding)),
+        ]
+        if v2:
+            if token is not None:
+                children.append(("ContinuationToken", token))
+            if q.get("start-after"):
+                children.append(("StartAfter", encode_key(q["start-after"], encoding)))
+            children.append(("KeyCount", len(page.objects) + len(page.common_prefixes)))
+            if page.is_truncated and page.next_marker is not None:
+                children.append(("NextContinuationToken", encode_token(page.next_marker)))
+        else:
+            children.append(("Marker", encode_key(q.get("marker", ""), encoding)))
+            if page.is_truncated and page.next_marker is not None:
+                children.append(("NextMarker", encode_key(page.next_marker, encoding)))
+        children.append(("MaxKeys", max_keys))
+        if delimiter:
+            children.append(("Delimiter", encode_key(delimiter, encoding)))
+        if encoding:
+            children.append(("EncodingType", encoding))
+        children.append(("IsTruncated", page.is_truncated))
+        children.extend(contents)
+        children.extend(
+            ("CommonPrefixes", [("Prefix", encode_key(p, encoding))]) for p in page.common_prefixes
+        )
+        return self._xml(request, s3xml.document("ListBucketResult", children))
+
+    async def list_uploads(self, request: IRequest, ctx: RequestContext) -> bytes:
+        assert ctx.target is not None
+        bucket = self._bucket(ctx)
+        q = ctx.target.query
+        encoding = encoding_type(q)
+        max_uploads = int_arg(q, "max-uploads", 1000, 0, None)
+        prefix = q.get("prefix", "")
+        delimiter = q.get("delimiter", "")
+        key_marker = q.get("key-marker", "")
+        id_marker = q.get("upload-id-marker", "")
+        page = self._meta.list_uploads(
+            bucket.name, prefix, delimiter, key_marker, id_marker, min(max_uploads, 1000)
+        )
+        children: list[Child] = [
+            ("Bucket", bucket.name),
+            ("KeyMarker", encode_key(key_marker, encoding)),
+            ("UploadIdMarker", id_marker),
+            ("NextKeyMarker", encode_key(page.next_key_marker or "", encoding)),
+            ("NextUploadIdMarker", page.next_upload_id_marker or ""),
+            ("Prefix", encode_key(prefix, encoding)),
+        ]
+        if delimiter:
+            children.append(("Delimiter", encode_key(delimiter, encoding)))
+        children.append(("MaxUploads", max_uploads))
+        if encoding:
+            children.append(("EncodingType", encoding))
+        children.append(("IsTruncated", page.is_truncated))
+        children.extend(
+            (
+                "Upload",
+                [
+                    ("Key", encode_key(u.key, encoding)),
+                    ("UploadId", u.upload_id),
+                    ("Initiator", s3xml.owner()),
+                    ("Owner", s3xml.owner()),
+                    ("StorageClass", "STANDARD"),
+                    ("Initiated", iso8601(u.initiated)),
+                ],
+            )
+            for u in page.uploads
+        )
+        children.extend(
+            ("CommonPrefixes", [("Prefix", encode_key(p, encoding))]) for p in page.common_prefixes
+        )
+        return self._xml(request, s3xml.document("ListMultipartUploadsResult", children))

@@ -1,0 +1,173 @@
+"""Multipart uploads."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping
+from typing import ClassVar
+
+from twisted.web.iweb import IRequest
+
+from artifactd import errors
+from artifactd.http import s3xml
+from artifactd.http.context import RequestContext
+from artifactd.http.handlers.base import HandlerBase, int_arg, object_headers
+from artifactd.http.s3xml import Child, iso8601
+from artifactd.records import BlobRef, ObjectRecord, Part, Upload
+
+MIN_PART_SIZE = 5 * 1024 * 1024
+
+
+class MultipartHandlers(HandlerBase):
+    """CreateMultipartUpload, UploadPart, Complete, Abort, ListParts."""
+
+    actions: ClassVar[Mapping[str, str]] = {
+        "CreateMultipartUpload": "create_upload",
+        "UploadPart": "upload_part",
+        "CompleteMultipartUpload": "complete_upload",
+        "AbortMultipartUpload": "abort_upload",
+        "ListParts": "list_parts",
+    }
+
+    async def create_upload(self, request: IRequest, ctx: RequestContext) -> bytes:
+        assert ctx.target is not None and ctx.target.key is not None
+        bucket = self._bucket(ctx)
+        content_type, headers, metadata = object_headers(request)
+        now = self._clock.seconds()
+        upload = Upload(
+            bucket=bucket.name,
+            key=ctx.target.key,
+            upload_id=f"{int(now * 1_000_000):014x}{os.urandom(10).hex()}",
+            initiated=now,
+            content_type=content_type,
+            headers=headers,
+            metadata=metadata,
+        )
+        await self._engine.create_upload(upload)
+        return self._xml(
+            request,
+            s3xml.document(
+                "InitiateMultipartUploadResult",
+                [("Bucket", upload.bucket), ("Key", upload.key), ("UploadId", upload.upload_id)],
+            ),
+        )
+
+    async def upload_part(self, request: IRequest, ctx: RequestContext) -> bytes:
+        assert ctx.target is not None
+        staged = ctx.staged
+        assert staged is not None
+        upload = self._upload(ctx)
+        part = Part(
+            upload_id=upload.upload_id,
+            part_number=int(ctx.target.query["partNumber"]),
+            size=staged.size,
+            etag=staged.md5,
+            blob=BlobRef(staged.sha256, staged.size),
+            last_modified=self._clock.seconds(),
+        )
+        ctx.staged_consumed = True
+        await self._engine.put_part(staged, upload, part)
+        request.setHeader(b"etag", f'"{part.etag}"'.encode())
+        self._checksum_header(request, ctx)
+        return b""
+
+    async def complete_upload(self, request: IRequest, ctx: RequestContext) -> bytes:
+        upload = self._upload(ctx)
+        wanted = s3xml.parse_complete_upload(ctx.payload)
+        stored, _ = self._meta.list_parts(upload.upload_id, 0, 10000)
+        by_number = {p.part_number: p for p in stored}
+        chosen: list[Part] = []
+        previous = 0
+        for number, etag, _checksums in wanted:
+            if number <= previous:
+                raise errors.InvalidPartOrder()
+            previous = number
+            part = by_number.get(number)
+            if part is None or part.etag != etag:
+                raise errors.InvalidPart(
+                    extra={"UploadId": upload.upload_id, "PartNumber": str(number), "ETag": etag}
+                )
+            chosen.append(part)
+        for part in chosen[:-1]:
+            if part.size < MIN_PART_SIZE:
+                raise errors.EntityTooSmall(
+                    extra={
+                        "PartNumber": str(part.part_number),
+                        "ProposedSize": str(part.size),
+                        "MinSizeAllowed": str(MIN_PART_SIZE),
+                        "ETag": part.etag,
+                    }
+                )
+        md5s = b"".join(bytes.fromhex(p.etag) for p in chosen)
+        etag = f"{hashlib.md5(md5s).hexdigest()}-{len(chosen)}"
+        now = self._clock.seconds()
+
+        def make_record(sha256: str) -> ObjectRecord:
+            return ObjectRecord(
+                bucket=upload.bucket,
+                key=upload.key,
+                size=sum(p.size for p in chosen),
+                etag=etag,
+                sha256=sha256,
+                last_modified=now,
+                content_type=upload.content_type,
+                headers=upload.headers,
+                metadata=upload.metadata,
+                blobs=tuple(p.blob for p in chosen),
+                parts_count=len(chosen),
+            )
+
+        record = await self._engine.complete_upload(upload, chosen, make_record)
+        request.setHeader(b"x-artifactd-digest", f"sha256:{record.sha256}".encode())
+        return self._xml(
+            request,
+            s3xml.document(
+                "CompleteMultipartUploadResult",
+                [
+                    ("Location", f"/{upload.bucket}/{upload.key}"),
+                    ("Bucket", upload.bucket),
+                    ("Key", upload.key),
+                    ("ETag", f'"{etag}"'),
+                ],
+            ),
+        )
+
+    async def abort_upload(self, request: IRequest, ctx: RequestContext) -> bytes:
+        upload = self._upload(ctx)
+        await self._engine.abort_upload(upload)
+        request.setResponseCode(204)
+        return b""
+
+    async def list_parts(self, request: IRequest, ctx: RequestContext) -> bytes:
+        assert ctx.target is not None
+        upload = self._upload(ctx)
+        q = ctx.target.query
+        marker = int_arg(q, "part-number-marker", 0, 0, None)
+        max_parts = int_arg(q, "max-parts", 1000, 0, None)
+        parts, truncated = self._meta.list_parts(upload.upload_id, marker, min(max_parts, 1000))
+        children: list[Child] = [
+            ("Bucket", upload.bucket),
+            ("Key", upload.key),
+            ("UploadId", upload.upload_id),
+            ("Initiator", s3xml.owner()),
+            ("Owner", s3xml.owner()),
+            ("StorageClass", "STANDARD"),
+            ("PartNumberMarker", marker),
+            ("NextPartNumberMarker", parts[-1].part_number if parts else marker),
+            ("MaxParts", max_parts),
+            ("IsTruncated", truncated),
+        ]
+        children.extend(
+            (
+                "Part",
+                [
+                    ("PartNumber", p.part_number),
+                    ("LastModified", iso8601(p.last_modified)),
+                    ("ETag", f'"{p.etag}"'),
+                    ("Size", p.size),
+                ],
+            )
+            for p in parts
+        )
+        return self._xml(request, s3xml.document("ListPartsResult", children))

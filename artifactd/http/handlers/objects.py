@@ -1,0 +1,91 @@
+"""Single objects: PUT, GET/HEAD (ranges, streaming), DELETE."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from typing import ClassVar, cast
+
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.web.iweb import IRequest
+from twisted.web.server import Request
+
+from artifactd.http.context import RequestContext
+from artifactd.http.download import BlobProducer, segments_for
+from artifactd.http.handlers.base import HandlerBase, header, object_headers
+from artifactd.http.ranges import parse_range
+from artifactd.http.s3xml import http_date
+from artifactd.records import BlobRef, ObjectRecord
+
+
+class ObjectHandlers(HandlerBase):
+    """PutObject, GetObject, HeadObject, DeleteObject."""
+
+    actions: ClassVar[Mapping[str, str]] = {
+        "PutObject": "put_object",
+        "GetObject": "get_object",
+        "HeadObject": "get_object",
+        "DeleteObject": "delete_object",
+    }
+
+    async def put_object(self, request: IRequest, ctx: RequestContext) -> bytes:
+        assert ctx.target is not None and ctx.target.key is not None
+        staged = ctx.staged
+        assert staged is not None
+        content_type, headers, metadata = object_headers(request)
+        record = ObjectRecord(
+            bucket=self._bucket(ctx).name,
+            key=ctx.target.key,
+            size=staged.size,
+            etag=staged.md5,
+            sha256=staged.sha256,
+            last_modified=self._clock.seconds(),
+            content_type=content_type,
+            headers=headers,
+            metadata=metadata,
+            blobs=(BlobRef(staged.sha256, staged.size),),
+        )
+        ctx.staged_consumed = True
+        await self._engine.put_object(staged, record)
+        request.setHeader(b"etag", f'"{record.etag}"'.encode())
+        request.setHeader(b"x-artifactd-digest", f"sha256:{record.sha256}".encode())
+        self._checksum_header(request, ctx)
+        return b""
+
+    async def get_object(self, request: IRequest, ctx: RequestContext) -> bytes | None:
+        record = self._object(ctx)
+        request.setHeader(b"content-type", record.content_type.encode())
+        request.setHeader(b"etag", f'"{record.etag}"'.encode())
+        request.setHeader(b"last-modified", http_date(record.last_modified).encode())
+        request.setHeader(b"accept-ranges", b"bytes")
+        request.setHeader(b"x-artifactd-digest", f"sha256:{record.sha256}".encode())
+        for name, value in record.headers:
+            request.setHeader(name.encode(), value.encode())
+        for name, value in record.metadata:
+            request.setHeader(f"x-amz-meta-{name}".encode(), value.encode())
+        rng = parse_range(header(request, "range"), record.size)
+        if rng is None:
+            start, length = 0, record.size
+        else:
+            start, length = rng.start, rng.length
+            request.setResponseCode(206)
+            request.setHeader(b"content-range", rng.content_range(record.size).encode())
+        request.setHeader(b"content-length", b"%d" % length)
+        if ctx.method == "HEAD" or length == 0:
+            return b""
+        producer = BlobProducer(
+            cast(Request, request),
+            self._engine.blobs,
+            segments_for(record.blobs, start, length),
+            self._clock,
+        )
+        with contextlib.suppress(ConnectionLost, ConnectionDone):
+            await producer.start()
+        return None
+
+    async def delete_object(self, request: IRequest, ctx: RequestContext) -> bytes:
+        assert ctx.target is not None and ctx.target.key is not None
+        bucket = self._bucket(ctx)
+        await self._engine.delete_object(bucket.name, ctx.target.key)
+        request.setResponseCode(204)
+        return b""
