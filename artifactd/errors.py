@@ -137,3 +137,12 @@ InvalidEncoding = _error("InvalidEncoding", 400, "The request body encoding is i
 SlowDown = _error("SlowDown", 503, "Please reduce your request rate.")
 ServiceUnavailable = _error("ServiceUnavailable", 503, "The service is shutting down.")
 MaxMessageLengthExceeded = _error("MaxMessageLengthExceeded", 400, "Your request was too big.")
+PreconditionFailed = _error(
+    "PreconditionFailed", 412, "At least one of the pre-conditions you specified did not hold"
+)
+NotModified = _error("NotModified", 304, "Not Modified")
+ConditionalRequestConflict = _error(
+    "ConditionalRequestConflict",
+    409,
+    "A conflicting operation occurred. If using PutObject you can retry the request.",
+)
