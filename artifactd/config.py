@@ -4,6 +4,7 @@ command-line overrides (which win).  Every problem is a ``UsageError`` naming th
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from typing import Any
@@ -12,6 +13,14 @@ from attrs import field, frozen
 from twisted.python.usage import UsageError
 
 GiB = 1024**3
+MIN_REQUEST_HEAD_BYTES = 8 * 1024
+MAX_REQUEST_HEAD_BYTES = 1024 * 1024
+_DOMAIN = re.compile(r"\A[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\Z")
+
+
+def _domains(value: Any) -> tuple[str, ...]:
+    """Virtual-host domains compare case-insensitively and without a trailing dot."""
+    return tuple(str(d).strip().lower().rstrip(".") for d in value)
 
 
 @frozen
@@ -20,6 +29,9 @@ class Config:
     data_dir: str = "./artifactd-data"
     base_path: str = ""
     region: str = "us-east-1"
+    virtual_host_domains: tuple[str, ...] = field(default=(), converter=_domains)
+    max_request_head_bytes: int = 64 * 1024
+    max_headers: int = 500
     max_object_size: int = 5 * GiB
     disk_threads: int = 8
     upload_expiry_seconds: int = 7 * 24 * 3600
@@ -33,6 +45,9 @@ _KEYS: dict[tuple[str, str], tuple[str, type]] = {
     ("server", "listen"): ("listen", list),
     ("server", "base_path"): ("base_path", str),
     ("server", "region"): ("region", str),
+    ("server", "virtual_host_domains"): ("virtual_host_domains", list),
+    ("server", "max_request_head_bytes"): ("max_request_head_bytes", int),
+    ("server", "max_headers"): ("max_headers", int),
     ("storage", "data_dir"): ("data_dir", str),
     ("storage", "max_object_size"): ("max_object_size", int),
     ("storage", "disk_threads"): ("disk_threads", int),
@@ -94,6 +109,19 @@ def _validate(config: Config) -> None:
         raise UsageError("server.listen: at least one endpoint is required")
     if config.base_path and (not config.base_path.startswith("/") or "?" in config.base_path):
         raise UsageError("server.base_path must start with '/' (e.g. '/s3')")
+    for domain in config.virtual_host_domains:
+        if not _DOMAIN.match(domain):
+            raise UsageError(
+                f"server.virtual_host_domains: {domain!r} is not a DNS name"
+                " (give the domain alone, e.g. 's3.example.com': no scheme, port or wildcard)"
+            )
+    if not MIN_REQUEST_HEAD_BYTES <= config.max_request_head_bytes <= MAX_REQUEST_HEAD_BYTES:
+        raise UsageError(
+            f"server.max_request_head_bytes must be between {MIN_REQUEST_HEAD_BYTES}"
+            f" and {MAX_REQUEST_HEAD_BYTES}"
+        )
+    if not 100 <= config.max_headers <= 10000:
+        raise UsageError("server.max_headers must be between 100 and 10000")
     if config.max_object_size <= 0:
         raise UsageError("storage.max_object_size must be positive")
     if not 1 <= config.disk_threads <= 256:

@@ -78,6 +78,7 @@ InvalidPartOrder = _error(
     "The list of parts was not in ascending order. Parts must be ordered by part number.",
 )
 InvalidRange = _error("InvalidRange", 416, "The requested range is not satisfiable")
+InvalidPartNumber = _error("InvalidPartNumber", 416, "The requested partnumber is not satisfiable")
 InvalidRequest = _error("InvalidRequest", 400, "Invalid Request")
 KeyTooLongError = _error("KeyTooLongError", 400, "Your key is too long")
 MalformedXML = _error(
@@ -145,4 +146,16 @@ ConditionalRequestConflict = _error(
     "ConditionalRequestConflict",
     409,
     "A conflicting operation occurred. If using PutObject you can retry the request.",
+)
+InvalidTag = _error(
+    "InvalidTag",
+    400,
+    "Your request contains tag input that is not valid. For example, your request might contain"
+    " duplicate keys, keys or values that are too long, or system tags.",
+)
+BadRequest = _error("BadRequest", 400, "Bad Request")
+RequestHeaderSectionTooLarge = _error(
+    "RequestHeaderSectionTooLarge",
+    400,
+    "Your request header section exceeds the maximum allowed size.",
 )

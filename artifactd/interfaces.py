@@ -11,6 +11,7 @@ from typing import BinaryIO
 
 from zope.interface import Interface
 
+from artifactd.preconditions import WriteCondition
 from artifactd.records import (
     Bucket,
     ListPage,
@@ -128,11 +129,18 @@ class IMetadataStore(Interface):
     def delete_bucket(name: str) -> None:
         """Remove an empty bucket; raises NoSuchBucket or BucketNotEmpty."""
 
-    def put_object(record: ObjectRecord) -> list[str]:
-        """Store (or replace) the object, adding references to its blobs."""
+    def put_object(record: ObjectRecord, condition: WriteCondition | None = None) -> list[str]:
+        """Store (or replace) the object, adding references to its blobs.
+
+        ``condition`` (a conditional write) is checked against the object being replaced in the
+        same atomic step; raises PreconditionFailed, NoSuchKey or ConditionalRequestConflict."""
 
     def delete_object(bucket: str, key: str) -> tuple[bool, list[str]]:
         """Remove the object if present; returns (existed, released digests)."""
+
+    def set_object_tags(bucket: str, key: str, tags: tuple[tuple[str, str], ...]) -> ObjectRecord:
+        """Replace the current object's tags (no blob changes); returns the updated record.
+        Raises NoSuchBucket or NoSuchKey."""
 
     def create_upload(upload: Upload) -> None:
         """Record a new multipart upload."""
@@ -140,10 +148,13 @@ class IMetadataStore(Interface):
     def put_part(bucket: str, key: str, part: Part) -> list[str]:
         """Record (or replace) a part; raises NoSuchUpload if the upload is gone."""
 
-    def complete_upload(upload: Upload, record: ObjectRecord) -> list[str]:
+    def complete_upload(
+        upload: Upload, record: ObjectRecord, condition: WriteCondition | None = None
+    ) -> list[str]:
         """Atomically store ``record`` and remove the upload with all its parts.
 
-        Raises NoSuchUpload if the upload is gone (e.g. aborted concurrently)."""
+        Raises NoSuchUpload if the upload is gone (e.g. aborted concurrently); ``condition`` is
+        checked as for :meth:`put_object`, in the same atomic step."""
 
     def abort_upload(upload: Upload) -> list[str]:
         """Remove the upload and its parts; raises NoSuchUpload if it is gone."""

@@ -49,6 +49,14 @@ def check_key(key: str) -> None:
         )
 
 
+def parse_count(text: str | None) -> int | None:
+    """A non-negative decimal of ASCII digits, at most 19 of them (so ``int`` is cheap and never
+    raises), else None."""
+    if text is None or not (0 < len(text) <= 19 and text.isascii() and text.isdigit()):
+        return None
+    return int(text)
+
+
 def user_metadata(
     headers: Iterable[tuple[bytes, Sequence[bytes]]],
 ) -> list[tuple[str, str]]:

@@ -25,6 +25,14 @@ class Bucket:
 
 
 @frozen
+class ChecksumValue:
+    """A flexible checksum (``x-amz-checksum-<algorithm>``) as S3 reports it."""
+
+    algorithm: str  # lower case: crc32, crc32c, crc64nvme, sha1, sha256
+    value: str  # base64; a COMPOSITE multipart checksum ends in "-N"
+
+
+@frozen
 class ObjectRecord:
     """A stored object: its content is the concatenation of ``blobs`` in order.
 
@@ -44,6 +52,10 @@ class ObjectRecord:
     blobs: tuple[BlobRef, ...] = ()
     parts_count: int = 0  # 0 for a simple PUT, N for a multipart object
     version_id: str | None = None
+    checksum: ChecksumValue | None = None  # the flexible checksum sent or asked for at upload
+    checksum_type: str | None = None  # "FULL_OBJECT" or "COMPOSITE" when checksum is set
+    part_checksums: tuple[str, ...] = ()  # multipart: each part's base64 checksum, in order
+    tags: tuple[tuple[str, str], ...] = ()  # object tags (key, value), in key order
 
 
 @frozen
@@ -57,6 +69,9 @@ class Upload:
     content_type: str = "binary/octet-stream"
     headers: tuple[tuple[str, str], ...] = ()
     metadata: tuple[tuple[str, str], ...] = ()
+    checksum_algorithm: str | None = None  # x-amz-checksum-algorithm, lower case
+    checksum_type: str | None = None  # "COMPOSITE" or "FULL_OBJECT" when an algorithm is set
+    tags: tuple[tuple[str, str], ...] = ()  # x-amz-tagging, given to the object at completion
 
 
 @frozen
@@ -69,6 +84,7 @@ class Part:
     etag: str  # md5 hex, no quotes
     blob: BlobRef
     last_modified: float
+    checksum: ChecksumValue | None = None  # verified (or computed) while the part was received
 
 
 @frozen

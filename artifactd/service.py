@@ -84,7 +84,14 @@ class ArtifactdService(Service):
         gate = Gate(config, self._meta, credentials.StaticAuthenticator(pair), clock.seconds)
         api = S3Api(config, engine, self._meta, clock)
         self.site = S3Site(
-            api.resource(), gate=gate, engine=engine, blobs=blobs, run=run, clock=clock
+            api.resource(),
+            gate=gate,
+            engine=engine,
+            blobs=blobs,
+            run=run,
+            clock=clock,
+            max_request_head_bytes=config.max_request_head_bytes,
+            max_headers=config.max_headers,
         )
         self.log.info(
             "artifactd starting: data_dir={data_dir} listen={listen}",

@@ -434,6 +434,8 @@ class Harness:
             blobs=self.blobs,
             run=self.run,
             clock=self.clock,
+            max_request_head_bytes=self.config.max_request_head_bytes,
+            max_headers=self.config.max_headers,
         )
         self.site.reactor = self.clock
 

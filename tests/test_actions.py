@@ -148,6 +148,8 @@ ACTIONS = [
     ("DELETE", "/bkt/k?uploadId=u", NO_HEADERS, "AbortMultipartUpload"),
     ("GET", "/bkt/k?uploadId=u", NO_HEADERS, "ListParts"),
     ("GET", "/bkt/k?uploadId=u&max-parts=2", NO_HEADERS, "ListParts"),
+    ("PUT", "/bkt/k", COPY, "CopyObject"),
+    ("PUT", "/bkt/k?partNumber=1&uploadId=u", COPY, "UploadPartCopy"),
 ]
 
 # (method, uri, headers, expected error class)
@@ -161,8 +163,6 @@ REFUSED: list[tuple[str, str, dict[str, str], type[errors.S3Error]]] = [
     ("PATCH", "/bkt/k", NO_HEADERS, errors.MethodNotAllowed),
     ("OPTIONS", "/bkt/k", NO_HEADERS, errors.MethodNotAllowed),
     ("PUT", "/bkt?versioning", NO_HEADERS, errors.NotImplementedError_),
-    ("PUT", "/bkt/k", COPY, errors.NotImplementedError_),
-    ("PUT", "/bkt/k?partNumber=1&uploadId=u", COPY, errors.NotImplementedError_),
 ]
 
 
@@ -189,7 +189,7 @@ class ClassifyTests(SynchronousTestCase):
                         errors.NotImplementedError_, classify, method, target(uri), NO_HEADERS
                     )
                     self.assertEqual((e.code, e.status), ("NotImplemented", 501))
-        for sub in ("acl", "tagging", "policy"):
+        for sub in ("acl", "policy", "attributes", "restore", "select"):
             self.assertIn(sub, UNSUPPORTED_SUBRESOURCES)
 
     def test_subresource_names_are_exact(self) -> None:

@@ -374,8 +374,9 @@ class RangeTests(ApiErrorTestCase):
 
 class SubresourceTests(ApiErrorTestCase):
     def test_unknown_subresources(self) -> None:
-        """?acl, ?tagging, ?policy and the rest give 501 NotImplemented."""
-        for sub in ("acl", "tagging", "policy", "cors", "lifecycle", "versions", "torrent"):
+        """?acl, ?policy and the rest give 501 NotImplemented (object ?tagging and bucket
+        ?versions are implemented: tests/test_tagging.py, tests/test_versions.py)."""
+        for sub in ("acl", "policy", "cors", "lifecycle", "torrent", "attributes", "restore"):
             for target in (f"/bkt?{sub}", f"/bkt/obj?{sub}", f"/bkt/obj?{sub}=&x=1"):
                 for method in ("GET", "DELETE", "HEAD"):
                     with self.subTest(f"{method} {target}"):

@@ -119,3 +119,33 @@ class OptionsTests(SynchronousTestCase):
         with self.assertRaises(UsageError) as e:
             Options().parseOptions(["-c", path])
         self.assertIn("server.listen_on", str(e.exception))
+
+
+class ServerLimitsAndHostsTests(SynchronousTestCase):
+    def test_virtual_host_domains(self) -> None:
+        """virtual_host_domains is a list of DNS names, compared in lower case without a
+        trailing dot; a scheme, port, wildcard or empty name is a usage error naming the key."""
+        values = parse_toml(
+            '[server]\nvirtual_host_domains = ["S3.Example.com.", "localhost"]', "f"
+        )
+        config = build_config(values, {}, {})
+        self.assertEqual(config.virtual_host_domains, ("s3.example.com", "localhost"))
+        for bad in ("https://s3.example.com", "s3.example.com:9000", "*.example.com", "", "a..b"):
+            with self.assertRaises(UsageError) as e:
+                build_config({"virtual_host_domains": (bad,)}, {}, {})
+            self.assertIn("server.virtual_host_domains", str(e.exception))
+
+    def test_request_head_limits(self) -> None:
+        """max_request_head_bytes (8 KiB to 1 MiB) and max_headers (100 to 10000) are checked."""
+        values = parse_toml("[server]\nmax_request_head_bytes = 131072\nmax_headers = 1000", "f")
+        config = build_config(values, {}, {})
+        self.assertEqual((config.max_request_head_bytes, config.max_headers), (131072, 1000))
+        for key, value in [
+            ("max_request_head_bytes", 8191),
+            ("max_request_head_bytes", 2 * 1024 * 1024),
+            ("max_headers", 99),
+            ("max_headers", 10001),
+        ]:
+            with self.assertRaises(UsageError) as e:
+                build_config({key: value}, {}, {})
+            self.assertIn(f"server.{key}", str(e.exception))

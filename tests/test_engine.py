@@ -257,7 +257,7 @@ class EngineMachine(RuleBasedStateMachine):
         contents = tuple(model.parts[p.part_number] for p in chosen)
         tick = next(self.ticks)
 
-        def make_record(digest: str) -> ObjectRecord:
+        def make_record(digest: str, _checksum: str | None) -> ObjectRecord:
             return ObjectRecord(
                 bucket=upload.bucket,
                 key=upload.key,
@@ -494,7 +494,7 @@ class CompletionRaceTests(SynchronousTestCase):
         first = Part("u1", 1, old.size, old.md5, blob_of(old), 1.0)
         self.successResultOf(engine.put_part(old, upload, first))
 
-        def make_record(digest: str) -> ObjectRecord:
+        def make_record(digest: str, _checksum: str | None) -> ObjectRecord:
             # Runs in the disk pool after hashing, outside the commit lock: the window in which
             # another thread can replace the part.
             new = stage(engine, b"new part")

@@ -13,11 +13,16 @@ from artifactd import errors
 
 # Sub-resources S3 defines that artifactd does not implement: answered 501 NotImplemented,
 # never treated as a plain GET/PUT on the bucket or object.
+# (``tagging`` is implemented on objects only and ``versions`` for GET on a bucket only; see
+# classify.)  The list follows botocore's S3 model: tests/test_operations.py classifies every
+# operation in it.
 UNSUPPORTED_SUBRESOURCES = frozenset(
     [
+        "abac",
         "accelerate",
         "acl",
         "analytics",
+        "annotation",
         "attributes",
         "cors",
         "encryption",
@@ -26,7 +31,11 @@ UNSUPPORTED_SUBRESOURCES = frozenset(
         "legal-hold",
         "lifecycle",
         "logging",
+        "metadataAnnotationTable",
         "metadataConfiguration",
+        "metadataInventoryTable",
+        "metadataJournalTable",
+        "metadataTable",
         "metrics",
         "notification",
         "object-lock",
@@ -34,15 +43,14 @@ UNSUPPORTED_SUBRESOURCES = frozenset(
         "policy",
         "policyStatus",
         "publicAccessBlock",
+        "renameObject",
         "replication",
         "requestPayment",
         "restore",
         "retention",
         "select",
         "session",
-        "tagging",
         "torrent",
-        "versions",
         "website",
     ]
 )
@@ -81,12 +89,15 @@ def parse_query(raw_query: bytes) -> dict[str, str]:
     return out
 
 
-def parse_target(raw_uri: bytes, base_path: str) -> tuple[Target, bytes, bytes]:
+def parse_target(
+    raw_uri: bytes, base_path: str, host_bucket: str | None = None
+) -> tuple[Target, bytes, bytes]:
     """Split a request URI into the target and the raw (still encoded) path and query.
 
     Path-style addressing below ``base_path``: ``/``, ``/bucket``, ``/bucket/``, ``/bucket/key``.
     The key is everything after the first slash following the bucket, percent-decoded once,
-    keeping ``//`` and trailing slashes.
+    keeping ``//`` and trailing slashes.  Virtual-hosted style (``host_bucket``, the bucket
+    named by the Host header): the path below ``base_path`` is ``/`` (the bucket) or ``/key``.
     """
     raw_path, _, raw_query = raw_uri.partition(b"?")
     base = base_path.rstrip("/").encode()
@@ -104,6 +115,8 @@ def parse_target(raw_uri: bytes, base_path: str) -> tuple[Target, bytes, bytes]:
         raise errors.InvalidURI() from None
     query = parse_query(raw_query)
     rest = path[1:]
+    if host_bucket is not None:
+        return Target(host_bucket, rest or None, query), raw_path, raw_query
     if not rest:
         return Target(None, None, query), raw_path, raw_query
     bucket, slash, key = rest.partition("/")
@@ -116,7 +129,11 @@ def classify(method: str, target: Target, headers: Mapping[str, str]) -> str:
     """The S3 action name for the request; raises NotImplemented / MethodNotAllowed."""
     q = target.query
     unsupported = sorted(UNSUPPORTED_SUBRESOURCES.intersection(q))
+    if "x-amz-request-route" in headers:
+        raise _not_implemented("WriteGetObjectResponse")
     if target.bucket is None:
+        if "max-directory-buckets" in q:
+            raise _not_implemented("ListDirectoryBuckets")
         if method in ("GET", "HEAD"):
             return "ListBuckets"
         raise errors.MethodNotAllowed(
@@ -125,6 +142,12 @@ def classify(method: str, target: Target, headers: Mapping[str, str]) -> str:
     if target.key is None:
         if unsupported:
             raise _not_implemented(unsupported[0])
+        if "tagging" in q:
+            raise _not_implemented("tagging")  # bucket tagging
+        if "versions" in q:
+            if method == "GET":
+                return "ListObjectVersions"
+            raise _not_implemented("versions")
         if method == "GET":
             if "uploads" in q:
                 return "ListMultipartUploads"
@@ -150,14 +173,18 @@ def classify(method: str, target: Target, headers: Mapping[str, str]) -> str:
         )
     if unsupported:
         raise _not_implemented(unsupported[0])
+    if "versions" in q:
+        raise _not_implemented("versions")
+    if "tagging" in q:
+        tagging = _OBJECT_TAGGING.get(method)
+        if tagging is None:
+            raise _not_implemented("tagging")
+        return tagging
     if method == "PUT":
+        copy = "x-amz-copy-source" in headers
         if "uploadId" in q or "partNumber" in q:
-            if "x-amz-copy-source" in headers:
-                raise _not_implemented("x-amz-copy-source")
-            return "UploadPart"
-        if "x-amz-copy-source" in headers:
-            raise _not_implemented("x-amz-copy-source")
-        return "PutObject"
+            return "UploadPartCopy" if copy else "UploadPart"
+        return "CopyObject" if copy else "PutObject"
     if method == "GET":
         return "ListParts" if "uploadId" in q else "GetObject"
     if method == "HEAD":
@@ -172,6 +199,13 @@ def classify(method: str, target: Target, headers: Mapping[str, str]) -> str:
     raise errors.MethodNotAllowed(
         resource=target.resource, extra={"Method": method, "ResourceType": "OBJECT"}
     )
+
+
+_OBJECT_TAGGING = {
+    "GET": "GetObjectTagging",
+    "PUT": "PutObjectTagging",
+    "DELETE": "DeleteObjectTagging",
+}
 
 
 def _not_implemented(what: str) -> errors.S3Error:

@@ -19,16 +19,35 @@ from artifactd.http import s3xml
 from artifactd.http.context import RequestContext
 from artifactd.http.handlers.base import Handler
 from artifactd.http.handlers.buckets import BucketHandlers
+from artifactd.http.handlers.copying import CopyHandlers
 from artifactd.http.handlers.listing import ListingHandlers
 from artifactd.http.handlers.multipart import MultipartHandlers
 from artifactd.http.handlers.objects import ObjectHandlers
+from artifactd.http.handlers.tagging import TaggingHandlers
+from artifactd.http.handlers.versions import VersionHandlers
 from artifactd.interfaces import IMetadataStore
 from artifactd.storage.engine import Engine
 
-HANDLER_CLASSES = (BucketHandlers, ListingHandlers, ObjectHandlers, MultipartHandlers)
+HANDLER_CLASSES = (
+    BucketHandlers,
+    ListingHandlers,
+    ObjectHandlers,
+    MultipartHandlers,
+    TaggingHandlers,
+    VersionHandlers,
+    CopyHandlers,
+)
 
 
-class S3Api(BucketHandlers, ListingHandlers, ObjectHandlers, MultipartHandlers):
+class S3Api(
+    BucketHandlers,
+    ListingHandlers,
+    ObjectHandlers,
+    MultipartHandlers,
+    TaggingHandlers,
+    VersionHandlers,
+    CopyHandlers,
+):
     app = Klein()
 
     def __init__(
@@ -77,6 +96,8 @@ class S3Api(BucketHandlers, ListingHandlers, ObjectHandlers, MultipartHandlers):
         if error.resource is None and ctx.target is not None:
             error.resource = ctx.target.resource
         request.setResponseCode(error.status)
+        if isinstance(error, errors.NotModified):
+            return b""  # RFC 7232 §4.1: no body; the handler set the validators
         request.setHeader(b"content-type", b"application/xml")
         if error.code == "NoSuchBucket" or ctx.action == "HeadBucket":
             request.setHeader(b"x-amz-bucket-region", self._config.region.encode())

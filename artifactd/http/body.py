@@ -18,6 +18,7 @@ from twisted.python.failure import Failure
 
 from artifactd import errors
 from artifactd.checksums import Checksum, new_checksum
+from artifactd.integrity import check_trailer_value
 from artifactd.interfaces import IBlobStore, IStagingFile
 from artifactd.storage.engine import Runner, StagedBody
 
@@ -76,6 +77,8 @@ class BodyChecks:
                     "S3ComputedContentSHA256": hashes.sha256.hexdigest(),
                 }
             )
+        if trailer_value is not None and self.checksum_algorithm is not None:
+            check_trailer_value(self.checksum_algorithm, trailer_value)
         expected = trailer_value if trailer_value is not None else self.checksum_value
         checksum = hashes.checksum
         if checksum is not None and expected is not None and checksum.digest_b64() != expected:

@@ -4,42 +4,21 @@ files (page-cache reads, as twisted.web.static does)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import BinaryIO
 
-from attrs import frozen
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.web.server import Request
 from zope.interface import implementer
 
 from artifactd.interfaces import IBlobStore
-from artifactd.records import BlobRef
+from artifactd.storage.copying import Piece as Segment
+from artifactd.storage.copying import pieces as segments_for
+
+__all__ = ["CHUNK", "CHUNKS_PER_TURN", "BlobProducer", "Segment", "segments_for"]
 
 CHUNK = 64 * 1024
 CHUNKS_PER_TURN = 32
-
-
-@frozen
-class Segment:
-    digest: str
-    offset: int
-    length: int
-
-
-def segments_for(blobs: Sequence[BlobRef], start: int, length: int) -> list[Segment]:
-    """The pieces of the blobs covering ``[start, start + length)`` of their concatenation."""
-    out: list[Segment] = []
-    position = 0
-    end = start + length
-    for blob in blobs:
-        lo, hi = max(start, position), min(end, position + blob.size)
-        if lo < hi:
-            out.append(Segment(blob.digest, lo - position, hi - lo))
-        position += blob.size
-        if position >= end:
-            break
-    return out
 
 
 @implementer(IPushProducer)

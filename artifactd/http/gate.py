@@ -12,15 +12,17 @@ from collections.abc import Callable, Sequence
 
 from attrs import frozen
 
-from artifactd import errors, names
-from artifactd.checksums import ALGORITHMS
+from artifactd import errors, integrity, names, preconditions
 from artifactd.config import Config
-from artifactd.http import sigv4
+from artifactd.http import copying, sigv4, tagging
 from artifactd.http.actions import classify, parse_target
 from artifactd.http.awschunked import trailer_checksum_algorithm
 from artifactd.http.body import BodyChecks
 from artifactd.http.context import RequestContext
+from artifactd.http.versioning import VERSION_ID_ACTIONS, check_version_id
+from artifactd.http.vhost import bucket_from_host
 from artifactd.interfaces import IAuthenticator, IMetadataStore
+from artifactd.records import Upload
 
 STREAMED_ACTIONS = frozenset({"PutObject", "UploadPart"})
 MAX_XML_BODY = 4 * 1024 * 1024
@@ -77,9 +79,10 @@ class Gate:
     ) -> BodyPlan:
         """Fill in ``ctx`` (target, action, principal) and return how to receive the body;
         raises the S3 error that refuses the request."""
-        target, raw_path, raw_query = parse_target(raw_uri, self._config.base_path)
-        ctx.target = target
         lower = _lower_headers(headers)
+        host_bucket = bucket_from_host(lower.get("host"), self._config.virtual_host_domains)
+        target, raw_path, raw_query = parse_target(raw_uri, self._config.base_path, host_bucket)
+        ctx.target = target
         ctx.action = classify(ctx.method, target, lower)
         verified = self._authenticate(ctx.method, raw_path, raw_query, headers)
         ctx.principal = verified.access_key
@@ -88,15 +91,33 @@ class Gate:
             names.check_bucket_name(target.bucket)
         if target.key is not None:
             names.check_key(target.key)
+        if ctx.action in VERSION_ID_ACTIONS:
+            check_version_id(target.query)
+        if ctx.action in ("PutObject", "CreateMultipartUpload") and "x-amz-tagging" in lower:
+            tagging.parse_header(lower["x-amz-tagging"].encode("latin-1"))
         if ctx.action in ("PutObject", "CreateMultipartUpload"):
             grouped: dict[bytes, list[bytes]] = {}
             for name, value in headers:
                 grouped.setdefault(name.lower(), []).append(value)
             names.check_metadata(names.user_metadata(grouped.items()))
+        if ctx.action in copying.COPY_ACTIONS:
+            # body-less: refuse a copy whose destination, source or conditions fail from its head
+            copying.admit(self._meta, ctx.action, target, lower)
         streamed = ctx.action in STREAMED_ACTIONS
+        upload: Upload | None = None
         if streamed:
-            self._admit_upload(ctx, lower, length)
-        return self._plan(ctx, lower, length, verified, streamed)
+            upload = self._admit_upload(ctx, lower, length)
+        if ctx.action == "PutObject":
+            # refuse a conditional write before its body; the metadata store re-checks atomically
+            assert target.bucket is not None and target.key is not None
+            current = self._meta.get_object(target.bucket, target.key)
+            preconditions.check_write(
+                preconditions.write_condition(lower),
+                current.etag if current is not None else None,
+                at_commit=False,
+                key=target.key,
+            )
+        return self._plan(ctx, lower, length, verified, streamed, upload)
 
     # --------------------------------------------------------------- helpers
     def _authenticate(
@@ -112,7 +133,10 @@ class Gate:
             raise errors.AccessDenied("Anonymous access is not allowed; sign requests with SigV4.")
         return verified
 
-    def _admit_upload(self, ctx: RequestContext, h: dict[str, str], length: int | None) -> None:
+    def _admit_upload(
+        self, ctx: RequestContext, h: dict[str, str], length: int | None
+    ) -> Upload | None:
+        """Check a PutObject or UploadPart's size, bucket and upload; returns the upload."""
         target = ctx.target
         assert target is not None and target.bucket is not None and target.key is not None
         if "content-length" not in h and "transfer-encoding" not in h:
@@ -137,13 +161,17 @@ class Gate:
         if ctx.action == "UploadPart":
             upload_id = target.query.get("uploadId", "")
             number = target.query.get("partNumber", "")
-            if not (number.isascii() and number.isdigit()) or not 1 <= int(number) <= MAX_PARTS:
+            part_number = names.parse_count(number)
+            if part_number is None or not 1 <= part_number <= MAX_PARTS:
                 raise errors.InvalidArgument(
                     "Part number must be an integer between 1 and 10000, inclusive",
-                    extra={"ArgumentName": "partNumber", "ArgumentValue": number},
+                    extra={"ArgumentName": "partNumber", "ArgumentValue": number[:64]},
                 )
-            if self._meta.get_upload(target.bucket, target.key, upload_id) is None:
+            upload = self._meta.get_upload(target.bucket, target.key, upload_id)
+            if upload is None:
                 raise errors.NoSuchUpload(extra={"UploadId": upload_id})
+            return upload
+        return None
 
     def _plan(
         self,
@@ -152,6 +180,7 @@ class Gate:
         length: int | None,
         verified: sigv4.Verified,
         streamed: bool,
+        upload: Upload | None = None,
     ) -> BodyPlan:
         content_md5 = h.get("content-md5")
         if content_md5 is not None:
@@ -171,9 +200,7 @@ class Gate:
                 t.strip().lower() for t in h.get("x-amz-trailer", "").split(",") if t.strip()
             )
             chunked = ChunkedSpec(
-                decoded_length=int(decoded)
-                if decoded and decoded.isascii() and decoded.isdigit()
-                else None,
+                decoded_length=names.parse_count(decoded),
                 trailer_names=trailers,
                 signatures=sigv4.ChunkSignatureVerifier.for_request(verified)
                 if payload in _SIGNED_STREAMING
@@ -185,7 +212,12 @@ class Gate:
                 " STREAMING-AWS4-HMAC-SHA256-PAYLOAD[-TRAILER] or a SHA-256 hex digest.",
                 extra={"ArgumentName": "x-amz-content-sha256"},
             )
-        algorithm, value = _checksum_request(h, chunked)
+        if ctx.action == "CompleteMultipartUpload":
+            algorithm, value = None, None  # its x-amz-checksum-* describe the object, not the XML
+        elif ctx.action in copying.COPY_ACTIONS:
+            algorithm, value = None, None  # no body: a copy's checksum is computed from its source
+        else:
+            algorithm, value = _checksum_request(h, chunked, upload)
         ctx.checksum_algorithm = algorithm
         if streamed:
             max_size = self._config.max_object_size
@@ -213,23 +245,11 @@ def _lower_headers(headers: Sequence[tuple[bytes, bytes]]) -> dict[str, str]:
 
 
 def _checksum_request(
-    h: dict[str, str], chunked: ChunkedSpec | None
+    h: dict[str, str], chunked: ChunkedSpec | None, upload: Upload | None
 ) -> tuple[str | None, str | None]:
-    """The checksum algorithm to compute and the value (base64) the client sent in a header."""
+    """The checksum algorithm to compute and the value (base64) the client sent in a header
+    (None when it comes in a trailer or is only to be computed)."""
+    from_trailer = None
     if chunked is not None:
         from_trailer = trailer_checksum_algorithm(list(chunked.trailer_names))
-        if from_trailer is not None:
-            return from_trailer, None
-    for alg in sorted(ALGORITHMS):
-        value = h.get(f"x-amz-checksum-{alg}")
-        if value is not None:
-            return alg, value
-    sdk = h.get("x-amz-sdk-checksum-algorithm")
-    if sdk is not None:
-        if sdk.lower() not in ALGORITHMS:
-            raise errors.InvalidArgument(
-                "Value for x-amz-sdk-checksum-algorithm header is invalid.",
-                extra={"ArgumentName": "x-amz-sdk-checksum-algorithm"},
-            )
-        return sdk.lower(), None
-    return None, None
+    return integrity.request_checksum(h, from_trailer, upload)

@@ -25,6 +25,7 @@ from twisted.web.resource import IResource
 from artifactd import errors
 from artifactd.http.awschunked import AwsChunkedDecoder
 from artifactd.http.body import MemorySink, StagingSink
+from artifactd.http.channel import DEFAULT_MAX_HEAD_BYTES, DEFAULT_MAX_HEADERS, S3Channel
 from artifactd.http.context import RequestContext, new_request_id
 from artifactd.http.gate import BodyPlan, Gate
 from artifactd.http.s3xml import error_document, http_date
@@ -190,6 +191,16 @@ class S3Request(server.Request):
         d.addCallbacks(received, failed)
         d.addErrback(lambda f: self.log.failure("dispatching", f))
 
+    def _handleStar(self) -> None:
+        # twisted.web answers a request for "*" itself (200 to OPTIONS, a bodiless 405 to the
+        # rest) without asking the resource.  S3 has no "*": route it like any other request, so
+        # it gets the gate's verdict (400 InvalidURI) in S3 XML and its access event.  Private
+        # hook of server.Request.process, pinned by tests/test_fuzz.py (test_star_target).
+        try:
+            self.render(self.s3site.getResourceFor(self))  # type: ignore[no-untyped-call]
+        except BaseException:
+            self.processingFailed(Failure())  # type: ignore[no-untyped-call]
+
     def connectionLost(self, reason: Failure) -> None:
         self._lost = True
         if self._linger is not None and self._linger.active():
@@ -247,7 +258,12 @@ class S3Request(server.Request):
 
 
 class S3Site(server.Site):
-    """A Site whose requests stream their bodies and whose access log is one structured event."""
+    """A Site whose requests stream their bodies and whose access log is one structured event.
+
+    Its channels are :class:`S3Channel` (plain HTTP/1.1, with the request-head limits given
+    here) rather than twisted's HTTP/2-capable wrapper: S3 clients speak HTTP/1.1."""
+
+    protocol = S3Channel  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -259,8 +275,12 @@ class S3Site(server.Site):
         run: Runner,
         clock: IReactorTime,
         on_access: Callable[[dict[str, Any]], None] | None = None,
+        max_request_head_bytes: int = DEFAULT_MAX_HEAD_BYTES,
+        max_headers: int = DEFAULT_MAX_HEADERS,
     ) -> None:
         super().__init__(resource, requestFactory=S3Request)  # type: ignore[no-untyped-call]
+        self.max_request_head_bytes = max_request_head_bytes
+        self.max_headers = max_headers
         self.gate = gate
         self.engine = engine
         self.blobs = blobs
@@ -268,6 +288,11 @@ class S3Site(server.Site):
         self.clock = clock
         self._on_access = on_access
         self.displayTracebacks = False
+
+    def buildProtocol(self, addr: Any) -> S3Channel:  # type: ignore[override]
+        channel = cast(S3Channel, super().buildProtocol(addr))  # type: ignore[no-untyped-call]
+        channel.limit_head(self.max_request_head_bytes, self.max_headers)
+        return channel
 
     def getResourceFor(self, request: server.Request) -> IResource:
         # The gate routes S3 requests from the raw URI (ctx.action); the Klein app only has to
@@ -319,6 +344,34 @@ class S3Site(server.Site):
         access_log.info(
             "{action} {status} {method} {resource} {duration_ms}ms {request_id}",
             resource=target.resource if target else "-",
+            **event,
+        )
+        if self._on_access is not None:
+            self._on_access(event)
+
+    def head_refused(
+        self, *, request_id: str, peer: str, status: int, error_code: str, bytes_out: int
+    ) -> None:
+        """Emit the access event of a request refused by its channel before it was parsed (an
+        over-limit head): no method, target or principal is known."""
+        event: dict[str, Any] = {
+            "request_id": request_id,
+            "method": None,
+            "action": "Unknown",
+            "bucket": None,
+            "query": [],
+            "key": None,
+            "status": status,
+            "error_code": error_code,
+            "bytes_in": 0,
+            "bytes_out": bytes_out,
+            "duration_ms": 0.0,
+            "peer": peer,
+            "principal": None,
+        }
+        access_log.info(
+            "{action} {status} {method} {resource} {duration_ms}ms {request_id}",
+            resource="-",
             **event,
         )
         if self._on_access is not None:

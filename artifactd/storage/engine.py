@@ -27,8 +27,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from artifactd import errors
+from artifactd.checksums import new_checksum
 from artifactd.interfaces import IBlobStore, IMetadataStore, IStagingFile
+from artifactd.preconditions import WriteCondition
 from artifactd.records import BlobRef, Bucket, ObjectRecord, Part, RecoveryReport, Upload
+from artifactd.storage import copying
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -111,16 +114,20 @@ class Engine:
             return f(*args)
 
     # ------------------------------------------------------------- objects
-    def put_object(self, body: StagedBody, record: ObjectRecord) -> Deferred[ObjectRecord]:
+    def put_object(
+        self, body: StagedBody, record: ObjectRecord, condition: WriteCondition | None = None
+    ) -> Deferred[ObjectRecord]:
         """Make the staged body the object described by ``record`` (whose ``blobs`` must be the
-        single blob of ``body``)."""
-        return self._submit(self._put_object, body, record)
+        single blob of ``body``), if the conditional write ``condition`` holds at that moment."""
+        return self._submit(self._put_object, body, record, condition)
 
-    def _put_object(self, body: StagedBody, record: ObjectRecord) -> ObjectRecord:
+    def _put_object(
+        self, body: StagedBody, record: ObjectRecord, condition: WriteCondition | None
+    ) -> ObjectRecord:
         with self._commit_lock:
             self.blobs.commit(body.staging, body.sha256)
             try:
-                released = self.meta.put_object(record)
+                released = self.meta.put_object(record, condition)
             except BaseException:
                 if self.meta.refcount(body.sha256) == 0:
                     self.blobs.delete(body.sha256)
@@ -136,6 +143,13 @@ class Engine:
             existed, released = self.meta.delete_object(bucket, key)
             self._release(released)
         return existed
+
+    def set_object_tags(
+        self, bucket: str, key: str, tags: tuple[tuple[str, str], ...]
+    ) -> Deferred[ObjectRecord]:
+        """Replace the tags of the object ``bucket``/``key`` in one synced metadata batch (disk
+        pool, under the commit lock); fires with the updated record, or fails with NoSuchKey."""
+        return self._submit(self._locked, self.meta.set_object_tags, bucket, key, tags)
 
     def discard(self, staging: IStagingFile) -> Deferred[None]:
         """Delete a staging file that will not be committed."""
@@ -161,26 +175,47 @@ class Engine:
         return part
 
     def complete_upload(
-        self, upload: Upload, parts: list[Part], make_record: Callable[[str], ObjectRecord]
+        self,
+        upload: Upload,
+        parts: list[Part],
+        make_record: Callable[[str, str | None], ObjectRecord],
+        *,
+        checksum_algorithm: str | None = None,
+        condition: WriteCondition | None = None,
     ) -> Deferred[ObjectRecord]:
         """Hash the parts in order (disk pool, outside the commit lock), then atomically store the
-        manifest object built by ``make_record(sha256_hex)`` and drop the upload."""
-        return self._submit(self._complete_upload, upload, parts, make_record)
+        manifest object built by ``make_record(sha256_hex, checksum_b64)`` and drop the upload.
+
+        ``checksum_b64`` is the ``checksum_algorithm`` checksum of the whole content, computed in
+        the same pass (None without an algorithm): the FULL_OBJECT checksum of a multipart object.
+        ``make_record`` runs in the disk pool and may raise an S3 error to refuse the upload;
+        ``condition`` is checked in the metadata store's atomic step."""
+        return self._submit(
+            self._complete_upload, upload, parts, make_record, checksum_algorithm, condition
+        )
 
     def _complete_upload(
-        self, upload: Upload, parts: list[Part], make_record: Callable[[str], ObjectRecord]
+        self,
+        upload: Upload,
+        parts: list[Part],
+        make_record: Callable[[str, str | None], ObjectRecord],
+        checksum_algorithm: str | None,
+        condition: WriteCondition | None,
     ) -> ObjectRecord:
         sha = hashlib.sha256()
+        checksum = new_checksum(checksum_algorithm) if checksum_algorithm else None
         try:
             for part in parts:
                 with self.blobs.open_blob(part.blob.digest) as f:
                     while chunk := f.read(READ_SIZE):
                         sha.update(chunk)
+                        if checksum is not None:
+                            checksum.update(chunk)
         except FileNotFoundError:
             raise errors.InvalidPart(extra={"UploadId": upload.upload_id}) from None
-        record = make_record(sha.hexdigest())
+        record = make_record(sha.hexdigest(), checksum.digest_b64() if checksum else None)
         with self._commit_lock:
-            released = self.meta.complete_upload(upload, record)
+            released = self.meta.complete_upload(upload, record, condition)
             self._release(released)
         return record
 
@@ -190,6 +225,162 @@ class Engine:
     def _abort_upload(self, upload: Upload) -> None:
         with self._commit_lock:
             self._release(self.meta.abort_upload(upload))
+
+    # -------------------------------------------------------------- copies
+    def copy_object(
+        self,
+        source: ObjectRecord,
+        make_record: Callable[[str | None, str | None], ObjectRecord],
+        *,
+        md5: bool = False,
+        checksum_algorithm: str | None = None,
+        condition: WriteCondition | None = None,
+    ) -> Deferred[ObjectRecord]:
+        """Store the record ``make_record(md5_hex, checksum_b64)`` builds over ``source``'s
+        blobs: no byte is written, each blob gains a reference.
+
+        With ``md5`` or ``checksum_algorithm`` the source's bytes are read once (disk pool,
+        outside the commit lock) to compute them; otherwise both arguments are None.  Under the
+        commit lock the record's blobs must still be referenced (NoSuchKey naming the source if
+        it was deleted or replaced meanwhile), and ``condition`` is checked in the metadata
+        store's atomic step."""
+        return self._submit(
+            self._copy_object, source, make_record, md5, checksum_algorithm, condition
+        )
+
+    def _copy_object(
+        self,
+        source: ObjectRecord,
+        make_record: Callable[[str | None, str | None], ObjectRecord],
+        md5: bool,
+        checksum_algorithm: str | None,
+        condition: WriteCondition | None,
+    ) -> ObjectRecord:
+        md5_hex: str | None = None
+        checksum: str | None = None
+        if md5 or checksum_algorithm:
+            digests = self._read_source(
+                source,
+                copying.pieces(source.blobs, 0, source.size),
+                md5=md5,
+                checksum_algorithm=checksum_algorithm,
+            )
+            md5_hex, checksum = digests.md5, digests.checksum
+        record = make_record(md5_hex, checksum)
+        with self._commit_lock:
+            self._require_referenced(source, record.blobs)
+            self._release(self.meta.put_object(record, condition))
+        return record
+
+    def copy_part(
+        self,
+        upload: Upload,
+        source: ObjectRecord,
+        start: int,
+        length: int,
+        make_part: Callable[[BlobRef, str, str | None], Part],
+        *,
+        known_md5: str | None = None,
+        checksum_algorithm: str | None = None,
+        known_checksum: str | None = None,
+    ) -> Deferred[Part]:
+        """Make ``[start, start + length)`` of ``source`` the part ``make_part(blob, md5_hex,
+        checksum_b64)`` builds.
+
+        A range that is exactly one of the source's blobs becomes the part by reference (no byte
+        written; it is read only when its MD5 or the ``checksum_algorithm`` checksum is not
+        given as ``known_md5`` / ``known_checksum``).  Any other range is streamed, a
+        :data:`~artifactd.storage.copying.READ_SIZE` at a time, into a staging file that is
+        synced and committed as a new blob, exactly as an uploaded part's body.  Disk pool
+        (reads and writes outside the commit lock, the commit under it)."""
+        return self._submit(
+            self._copy_part,
+            upload,
+            source,
+            start,
+            length,
+            make_part,
+            known_md5,
+            checksum_algorithm,
+            known_checksum,
+        )
+
+    def _copy_part(
+        self,
+        upload: Upload,
+        source: ObjectRecord,
+        start: int,
+        length: int,
+        make_part: Callable[[BlobRef, str, str | None], Part],
+        known_md5: str | None,
+        checksum_algorithm: str | None,
+        known_checksum: str | None,
+    ) -> Part:
+        selected = copying.pieces(source.blobs, start, length)
+        blob = copying.whole_blob(source.blobs, start, length)
+        if blob is not None:
+            md5_hex, checksum = known_md5, known_checksum if checksum_algorithm else None
+            if md5_hex is None or (checksum_algorithm and checksum is None):
+                digests = self._read_source(
+                    source, selected, md5=True, checksum_algorithm=checksum_algorithm
+                )
+                md5_hex, checksum = digests.md5, digests.checksum
+            assert md5_hex is not None
+            part = make_part(blob, md5_hex, checksum)
+            with self._commit_lock:
+                self._require_referenced(source, (blob,))
+                self._release(self.meta.put_part(upload.bucket, upload.key, part))
+            return part
+        staging = self.blobs.open_staging()
+        try:
+            digests = self._read_source(
+                source,
+                selected,
+                md5=True,
+                sha256=True,
+                checksum_algorithm=checksum_algorithm,
+                sink=staging.write,
+            )
+            staging.sync()
+        except BaseException:
+            staging.discard()
+            raise
+        assert digests.md5 is not None and digests.sha256 is not None
+        body = StagedBody(staging, digests.size, digests.md5, digests.sha256)
+        try:
+            part = make_part(BlobRef(body.sha256, body.size), body.md5, digests.checksum)
+        except BaseException:
+            staging.discard()
+            raise
+        return self._put_part(body, upload, part)
+
+    def _read_source(
+        self,
+        source: ObjectRecord,
+        selected: list[copying.Piece],
+        *,
+        md5: bool = False,
+        sha256: bool = False,
+        checksum_algorithm: str | None = None,
+        sink: Callable[[bytes], None] | None = None,
+    ) -> copying.Digests:
+        try:
+            return copying.read_range(
+                self.blobs,
+                selected,
+                md5=md5,
+                sha256=sha256,
+                checksum_algorithm=checksum_algorithm,
+                sink=sink,
+            )
+        except FileNotFoundError:  # deleted (with its object) since the request was admitted
+            raise _source_missing(source) from None
+
+    def _require_referenced(self, source: ObjectRecord, blobs: Iterable[BlobRef]) -> None:
+        """Commit lock held: every blob in ``blobs`` is still referenced (so its file exists
+        and cannot be deleted before the new reference is written)."""
+        if any(self.meta.refcount(blob.digest) <= 0 for blob in blobs):
+            raise _source_missing(source)
 
     # ------------------------------------------------------------ recovery
     def recover(self) -> Deferred[RecoveryReport]:
@@ -215,6 +406,10 @@ class Engine:
             refcounts_fixed=fixed,
             missing_blobs=missing,
         )
+
+
+def _source_missing(source: ObjectRecord) -> errors.S3Error:
+    return errors.NoSuchKey(resource=f"/{source.bucket}/{source.key}", extra={"Key": source.key})
 
 
 def blob_of(body: StagedBody) -> BlobRef:

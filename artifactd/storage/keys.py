@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from artifactd.records import BlobRef, Bucket, ObjectRecord, Part, Upload
+from artifactd.records import BlobRef, Bucket, ChecksumValue, ObjectRecord, Part, Upload
 
 BUCKET = b"B"
 OBJECT = b"O"
@@ -79,6 +79,14 @@ def _blob(value: Any) -> BlobRef:
     return BlobRef(digest=str(value[0]), size=int(value[1]))
 
 
+def _checksum_out(checksum: ChecksumValue | None) -> list[str] | None:
+    return [checksum.algorithm, checksum.value] if checksum is not None else None
+
+
+def _checksum_in(value: Any) -> ChecksumValue | None:
+    return ChecksumValue(str(value[0]), str(value[1])) if value else None
+
+
 def encode_bucket(bucket: Bucket) -> bytes:
     return _dump({"name": bucket.name, "created": bucket.created})
 
@@ -103,6 +111,10 @@ def encode_object(record: ObjectRecord) -> bytes:
             "blobs": [[b.digest, b.size] for b in record.blobs],
             "parts": record.parts_count,
             "vid": record.version_id,
+            "ck": _checksum_out(record.checksum),
+            "ckt": record.checksum_type,
+            "pck": list(record.part_checksums),
+            "tags": [list(p) for p in record.tags],
         }
     )
 
@@ -122,6 +134,10 @@ def decode_object(raw: bytes) -> ObjectRecord:
         blobs=tuple(_blob(b) for b in d.get("blobs", ())),
         parts_count=int(d.get("parts", 0)),
         version_id=d.get("vid"),
+        checksum=_checksum_in(d.get("ck")),
+        checksum_type=d.get("ckt"),
+        part_checksums=tuple(str(v) for v in d.get("pck", ())),
+        tags=_pairs(d.get("tags")),
     )
 
 
@@ -135,6 +151,9 @@ def encode_upload(upload: Upload) -> bytes:
             "ctype": upload.content_type,
             "headers": [list(p) for p in upload.headers],
             "meta": [list(p) for p in upload.metadata],
+            "cka": upload.checksum_algorithm,
+            "ckt": upload.checksum_type,
+            "tags": [list(p) for p in upload.tags],
         }
     )
 
@@ -149,6 +168,9 @@ def decode_upload(raw: bytes) -> Upload:
         content_type=d.get("ctype", "binary/octet-stream"),
         headers=_pairs(d.get("headers")),
         metadata=_pairs(d.get("meta")),
+        checksum_algorithm=d.get("cka"),
+        checksum_type=d.get("ckt"),
+        tags=_pairs(d.get("tags")),
     )
 
 
@@ -161,6 +183,7 @@ def encode_part(part: Part) -> bytes:
             "etag": part.etag,
             "blob": [part.blob.digest, part.blob.size],
             "mtime": part.last_modified,
+            "ck": _checksum_out(part.checksum),
         }
     )
 
@@ -174,6 +197,7 @@ def decode_part(raw: bytes) -> Part:
         etag=d["etag"],
         blob=_blob(d["blob"]),
         last_modified=float(d["mtime"]),
+        checksum=_checksum_in(d.get("ck")),
     )
 
 

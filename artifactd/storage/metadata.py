@@ -11,10 +11,12 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 
+from attrs import evolve
 from zope.interface import implementer
 
 from artifactd import errors
 from artifactd.interfaces import IMetadataStore
+from artifactd.preconditions import WriteCondition, check_write
 from artifactd.records import Bucket, ListPage, ObjectRecord, Part, Upload, UploadPage
 from artifactd.storage import keys
 from artifactd.storage.kv import OrderedKV, Reader
@@ -164,14 +166,18 @@ class KVMetadataStore:
                 raise errors.BucketNotEmpty(resource=name, extra={"BucketName": name})
             self._kv.write({}, {keys.bucket_key(name)})
 
-    def put_object(self, record: ObjectRecord) -> list[str]:
+    def put_object(
+        self, record: ObjectRecord, condition: WriteCondition | None = None
+    ) -> list[str]:
         with self._lock:
             self._require_bucket(record.bucket)
             k = keys.object_key(record.bucket, record.key)
             delta: Counter[str] = Counter(b.digest for b in record.blobs)
             old = self._kv.get(k)
-            if old is not None:
-                delta.subtract(b.digest for b in keys.decode_object(old).blobs)
+            current = keys.decode_object(old) if old is not None else None
+            check_write(condition, current.etag if current else None, at_commit=True)
+            if current is not None:
+                delta.subtract(b.digest for b in current.blobs)
             puts = {k: keys.encode_object(record)}
             return self._commit(puts, set(), delta)
 
@@ -184,6 +190,19 @@ class KVMetadataStore:
             delta: Counter[str] = Counter()
             delta.subtract(b.digest for b in keys.decode_object(old).blobs)
             return True, self._commit({}, {k}, delta)
+
+    def set_object_tags(
+        self, bucket: str, key: str, tags: tuple[tuple[str, str], ...]
+    ) -> ObjectRecord:
+        with self._lock:
+            self._require_bucket(bucket)
+            k = keys.object_key(bucket, key)
+            old = self._kv.get(k)
+            if old is None:
+                raise errors.NoSuchKey(resource=f"/{bucket}/{key}", extra={"Key": key})
+            record = evolve(keys.decode_object(old), tags=tags)
+            self._kv.write({k: keys.encode_object(record)}, set())
+            return record
 
     def create_upload(self, upload: Upload) -> None:
         with self._lock:
@@ -202,22 +221,26 @@ class KVMetadataStore:
                 delta[keys.decode_part(old).blob.digest] -= 1
             return self._commit({k: keys.encode_part(part)}, set(), delta)
 
-    def complete_upload(self, upload: Upload, record: ObjectRecord) -> list[str]:
+    def complete_upload(
+        self, upload: Upload, record: ObjectRecord, condition: WriteCondition | None = None
+    ) -> list[str]:
         with self._lock:
             self._require_bucket(record.bucket)
             uk = keys.upload_key(upload.bucket, upload.key, upload.upload_id)
             if self._kv.get(uk) is None:
                 raise errors.NoSuchUpload(extra={"UploadId": upload.upload_id})
+            ok = keys.object_key(record.bucket, record.key)
+            old = self._kv.get(ok)
+            current = keys.decode_object(old) if old is not None else None
+            check_write(condition, current.etag if current else None, at_commit=True)
             deletes, delta = self._upload_removal(upload)
             if any(delta[b.digest] >= 0 for b in record.blobs):
                 # a blob that is no longer one of the upload's parts (replaced meanwhile)
                 raise errors.InvalidPart(extra={"UploadId": upload.upload_id})
             deletes.add(uk)
-            ok = keys.object_key(record.bucket, record.key)
             delta.update(b.digest for b in record.blobs)
-            old = self._kv.get(ok)
-            if old is not None:
-                delta.subtract(b.digest for b in keys.decode_object(old).blobs)
+            if current is not None:
+                delta.subtract(b.digest for b in current.blobs)
             return self._commit({ok: keys.encode_object(record)}, deletes, delta)
 
     def abort_upload(self, upload: Upload) -> list[str]:

@@ -34,8 +34,9 @@ MiB = 1024 * 1024
 _running: dict[type, Daemon] = {}
 
 
-def daemon_for(owner: type, *, tls: bool) -> Daemon:
-    """The running daemon of test class ``owner``, started on first use (see module docstring)."""
+def daemon_for(owner: type, *, tls: bool, config_toml: str | None = None) -> Daemon:
+    """The running daemon of test class ``owner``, started on first use (see module docstring);
+    ``config_toml`` is the text of a configuration file it is started with (``-c``)."""
     daemon = _running.get(owner)
     if daemon is not None:
         process = daemon.process
@@ -44,7 +45,13 @@ def daemon_for(owner: type, *, tls: bool) -> Daemon:
         return daemon
     stop_all()
     workdir = tempfile.mkdtemp(prefix=f"{owner.__name__}-", dir=os.getcwd())
-    daemon = Daemon(workdir, tls=tls).start()
+    extra: list[str] = []
+    if config_toml is not None:
+        config_path = os.path.join(workdir, "artifactd.toml")
+        with open(config_path, "w", encoding="utf-8") as f:
+            f.write(config_toml)
+        extra = ["--config", config_path]
+    daemon = Daemon(workdir, tls=tls, extra_args=extra).start()
     _running[owner] = daemon
     return daemon
 
@@ -66,10 +73,11 @@ class DaemonTestCase(SynchronousTestCase):
     """A test class served by one shared daemon; ``tls = True`` in a subclass serves HTTPS."""
 
     tls: ClassVar[bool] = False
+    config_toml: ClassVar[str | None] = None  # a configuration file's text, if any
 
     @property
     def daemon(self) -> Daemon:
-        return daemon_for(type(self), tls=self.tls)
+        return daemon_for(type(self), tls=self.tls, config_toml=self.config_toml)
 
     def bucket_name(self) -> str:
         """A fresh, valid bucket name derived from the test's name."""

@@ -88,6 +88,15 @@ def header(request: IRequest, name: str) -> str | None:
     return value.decode("latin-1") if value is not None else None
 
 
+def lower_headers(request: IRequest) -> dict[str, str]:
+    """The request's headers by lower-case name (the first value of each)."""
+    return {
+        name.decode("latin-1").lower(): values[0].decode("latin-1")
+        for name, values in request.requestHeaders.getAllRawHeaders()
+        if values
+    }
+
+
 def object_headers(
     request: IRequest,
 ) -> tuple[str, tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
@@ -125,15 +134,12 @@ def int_arg(q: Any, name: str, default: int, low: int, high: int | None) -> int:
     raw: str | None = q.get(name)
     if raw is None:
         return default
-    if (
-        not (raw.isascii() and raw.isdigit())
-        or int(raw) < low
-        or (high is not None and int(raw) > high)
-    ):
+    value = names.parse_count(raw)
+    if value is None or value < low or (high is not None and value > high):
         raise errors.InvalidArgument(
-            f"Provided {name} not valid.", extra={"ArgumentName": name, "ArgumentValue": raw}
+            f"Provided {name} not valid.", extra={"ArgumentName": name, "ArgumentValue": raw[:64]}
         )
-    return int(raw)
+    return value
 
 
 def encode_token(marker: str) -> str:

@@ -7,6 +7,7 @@ from typing import ClassVar
 
 from twisted.web.iweb import IRequest
 
+from artifactd import integrity
 from artifactd.http import s3xml
 from artifactd.http.context import RequestContext
 from artifactd.http.handlers.base import (
@@ -55,6 +56,9 @@ class ListingHandlers(HandlerBase):
                 ("ETag", f'"{o.etag}"'),
                 ("Size", o.size),
                 ("StorageClass", "STANDARD"),
+                *integrity.listing_elements(
+                    o.checksum.algorithm if o.checksum else None, o.checksum_type
+                ),
             ]
             if not v2 or q.get("fetch-owner") == "true":
                 entry.append(("Owner", s3xml.owner()))
@@ -124,6 +128,7 @@ class ListingHandlers(HandlerBase):
                     ("Owner", s3xml.owner()),
                     ("StorageClass", "STANDARD"),
                     ("Initiated", iso8601(u.initiated)),
+                    *integrity.listing_elements(u.checksum_algorithm, u.checksum_type),
                 ],
             )
             for u in page.uploads

@@ -10,10 +10,11 @@ from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.web.iweb import IRequest
 from twisted.web.server import Request
 
+from artifactd import errors, integrity, preconditions
+from artifactd.http import conditions, reads, tagging
 from artifactd.http.context import RequestContext
 from artifactd.http.download import BlobProducer, segments_for
-from artifactd.http.handlers.base import HandlerBase, header, object_headers
-from artifactd.http.ranges import parse_range
+from artifactd.http.handlers.base import HandlerBase, header, lower_headers, object_headers
 from artifactd.http.s3xml import http_date
 from artifactd.records import BlobRef, ObjectRecord
 
@@ -44,32 +45,59 @@ class ObjectHandlers(HandlerBase):
             headers=headers,
             metadata=metadata,
             blobs=(BlobRef(staged.sha256, staged.size),),
+            checksum=integrity.stored(ctx.checksum_algorithm, ctx.checksum_value),
+            checksum_type=integrity.FULL_OBJECT if ctx.checksum_value else None,
+            tags=tagging.parse_header(request.getHeader(b"x-amz-tagging") or b""),
         )
+        condition = preconditions.write_condition(lower_headers(request))
         ctx.staged_consumed = True
-        await self._engine.put_object(staged, record)
+        await self._engine.put_object(staged, record, condition)
         request.setHeader(b"etag", f'"{record.etag}"'.encode())
         request.setHeader(b"x-artifactd-digest", f"sha256:{record.sha256}".encode())
-        self._checksum_header(request, ctx)
+        for name, value in integrity.object_headers(record):
+            request.setHeader(name.encode(), value.encode())
         return b""
 
     async def get_object(self, request: IRequest, ctx: RequestContext) -> bytes | None:
+        assert ctx.target is not None
         record = self._object(ctx)
+        try:
+            conditions.check_read(
+                conditions.Conditions.from_headers(lambda name: header(request, name)),
+                record.etag,
+                record.last_modified,
+                now=self._clock.seconds(),
+            )
+        except errors.NotModified:
+            for name, value in reads.not_modified_headers(record):
+                request.setHeader(name.encode(), value.encode())
+            raise
+        overrides = reads.response_overrides(ctx.target.query)
+        selection = reads.select(
+            record, header(request, "range"), reads.part_number(ctx.target.query)
+        )
         request.setHeader(b"content-type", record.content_type.encode())
         request.setHeader(b"etag", f'"{record.etag}"'.encode())
         request.setHeader(b"last-modified", http_date(record.last_modified).encode())
+        if record.tags:
+            request.setHeader(b"x-amz-tagging-count", b"%d" % len(record.tags))
         request.setHeader(b"accept-ranges", b"bytes")
         request.setHeader(b"x-artifactd-digest", f"sha256:{record.sha256}".encode())
         for name, value in record.headers:
             request.setHeader(name.encode(), value.encode())
         for name, value in record.metadata:
             request.setHeader(f"x-amz-meta-{name}".encode(), value.encode())
-        rng = parse_range(header(request, "range"), record.size)
-        if rng is None:
-            start, length = 0, record.size
-        else:
-            start, length = rng.start, rng.length
-            request.setResponseCode(206)
-            request.setHeader(b"content-range", rng.content_range(record.size).encode())
+        for name, value in overrides:
+            request.setHeader(name.encode(), value.encode("latin-1"))
+        request.setResponseCode(selection.status)
+        if selection.content_range is not None:
+            request.setHeader(b"content-range", selection.content_range.encode())
+        if selection.parts_count is not None:
+            request.setHeader(b"x-amz-mp-parts-count", b"%d" % selection.parts_count)
+        if integrity.mode_enabled(header(request, "x-amz-checksum-mode")):
+            for name, value in reads.checksum_headers(record, selection):
+                request.setHeader(name.encode(), value.encode())
+        start, length = selection.start, selection.length
         request.setHeader(b"content-length", b"%d" % length)
         if ctx.method == "HEAD" or length == 0:
             return b""

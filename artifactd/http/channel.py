@@ -1,0 +1,147 @@
+"""The HTTP/1.1 channel: twisted.web's ``HTTPChannel`` with the request-head limits made explicit
+and an over-limit head refused the way S3 refuses it.
+
+``HTTPChannel`` bounds a request head with two public class attributes, ``totalHeadersSize``
+(request line plus header lines, 16384 bytes) and ``maxHeaders`` (500), and ``LineReceiver``
+bounds any one line with ``MAX_LENGTH`` (16384).  Past them twisted writes a bare ``400 Bad
+Request`` -- or, for one over-long line such as a long presigned URL, drops the connection
+without an answer.  :class:`S3Channel` sets all three per channel from the configuration and
+counts the head itself, through the public hooks ``lineReceived`` / ``allHeadersReceived`` /
+``lineLengthExceeded``, so it sees an over-limit head first and answers ``400
+RequestHeaderSectionTooLarge`` in S3 XML before closing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+
+from twisted.internet.interfaces import IDelayedCall, ITCPTransport
+from twisted.internet.protocol import connectionDone
+from twisted.protocols.tls import TLSMemoryBIOProtocol
+from twisted.python.failure import Failure
+from twisted.web import http
+
+from artifactd import errors
+from artifactd.http.context import new_request_id
+from artifactd.http.s3xml import error_document, http_date
+
+if TYPE_CHECKING:
+    from artifactd.http.site import S3Site
+
+DEFAULT_MAX_HEAD_BYTES = 64 * 1024
+DEFAULT_MAX_HEADERS = 500
+LINGER_SECONDS = 5.0  # as long as a refused request's connection stays open to read the answer
+
+
+class S3Channel(http.HTTPChannel):
+    """One client connection.  Reactor thread only.
+
+    ``max_head_bytes`` bounds the request line plus all header lines (line endings not
+    counted, as twisted counts them) and therefore any single line; ``max_headers`` bounds the
+    number of header fields (a folded continuation line is part of its field)."""
+
+    def __init__(
+        self,
+        max_head_bytes: int = DEFAULT_MAX_HEAD_BYTES,
+        max_headers: int = DEFAULT_MAX_HEADERS,
+    ) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.limit_head(max_head_bytes, max_headers)
+        self._head_bytes = 0
+        self._head_lines = 0
+        self._head_fields = 0
+        self._refused = False
+        self._linger: IDelayedCall | None = None
+
+    def limit_head(self, max_head_bytes: int, max_headers: int) -> None:
+        """Set this channel's limits (twisted's own checks stay as a backstop at the same
+        values; this channel's count always trips first)."""
+        self.totalHeadersSize = max_head_bytes
+        self.maxHeaders = max_headers
+        self.MAX_LENGTH = max_head_bytes
+
+    # ------------------------------------------------------------ the hooks
+    def dataReceived(self, data: bytes) -> None:
+        if self._refused:
+            return  # the rest of a refused request: read and dropped until the client closes
+        super().dataReceived(data)  # type: ignore[no-untyped-call]
+
+    def lineReceived(self, line: bytes) -> None:
+        if self._refused:
+            return
+        if self._head_lines == 0 and not line:
+            super().lineReceived(line)  # type: ignore[no-untyped-call]  # a stray CRLF
+            return
+        self._head_lines += 1
+        self._head_bytes += len(line)
+        if self._head_lines > 1 and line and line[:1] not in (b" ", b"\t"):
+            self._head_fields += 1
+        if self._head_bytes > self.totalHeadersSize:
+            self._refuse(
+                errors.RequestHeaderSectionTooLarge(
+                    extra={"MaxSizeAllowed": str(self.totalHeadersSize)}
+                )
+            )
+            return
+        if self._head_fields > self.maxHeaders:
+            self._refuse(
+                errors.RequestHeaderSectionTooLarge(
+                    f"Your request has more than {self.maxHeaders} header fields.",
+                    extra={"MaxHeaderCount": str(self.maxHeaders)},
+                )
+            )
+            return
+        super().lineReceived(line)  # type: ignore[no-untyped-call]
+
+    def allHeadersReceived(self) -> None:
+        self._head_bytes = self._head_lines = self._head_fields = 0
+        super().allHeadersReceived()  # type: ignore[no-untyped-call]
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        if not self._refused:
+            self._refuse(
+                errors.RequestHeaderSectionTooLarge(
+                    extra={"MaxSizeAllowed": str(self.totalHeadersSize)}
+                )
+            )
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self._linger is not None and self._linger.active():
+            self._linger.cancel()
+        super().connectionLost(reason)  # type: ignore[no-untyped-call]
+
+    # ------------------------------------------------------------ refusal
+    def _refuse(self, error: errors.S3Error) -> None:
+        """Answer ``error`` now, stop parsing, and close once the client has read it (or after
+        :data:`LINGER_SECONDS`): the same close as a request refused from its head."""
+        self._refused = True
+        site = cast("S3Site", self.site)  # type: ignore[attr-defined]
+        request_id = new_request_id()
+        body = error_document(error, request_id)
+        head = [
+            b"HTTP/1.1 %d %s" % (error.status, http.RESPONSES.get(error.status, b"Error")),
+            b"Content-Type: application/xml",
+            b"Content-Length: %d" % len(body),
+            b"x-amz-request-id: " + request_id.encode(),
+            b"Date: " + http_date(site.clock.seconds()).encode(),
+            b"Server: artifactd",
+            b"Connection: close",
+        ]
+        transport = cast(ITCPTransport, self.transport)
+        transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
+        peer = transport.getPeer()
+        site.head_refused(
+            request_id=request_id,
+            peer=f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}",
+            status=error.status,
+            error_code=error.code,
+            bytes_out=len(body),
+        )
+        if isinstance(transport, TLSMemoryBIOProtocol):
+            transport.loseConnection()  # flushes the TLS layer first (see S3Request._reject)
+        else:
+            try:
+                transport.loseWriteConnection()  # keep reading: a reset could lose the answer
+            except (AttributeError, NotImplementedError):
+                transport.loseConnection()  # a transport without half-close
+        self._linger = site.clock.callLater(LINGER_SECONDS, transport.abortConnection)
