@@ -195,6 +195,22 @@ class RefusalTests(HeadLimitTestCase):
         error = self.assertRefused(conn, "MaxHeaderCount").error()
         self.assertEqual(error["MaxHeaderCount"], "500")
 
+    def test_malformed_http_gets_s3_xml(self) -> None:
+        """Bytes that are not HTTP (bad request line, header syntax, Content-Length) get a 400
+        BadRequest in S3 XML and a close, never twisted's bare 400."""
+        for raw in (
+            b"GARBAGE\r\n\r\n",
+            b"GET /bkt HTTP/1.1\r\nno colon here\r\n\r\n",
+            b"PUT /bkt/k HTTP/1.1\r\nHost: s3.test\r\nContent-Length: -5\r\n\r\n",
+        ):
+            conn = self.h.connect()
+            conn.feed(raw)
+            (response,) = conn.responses()
+            self.assertEqual(response.status, 400, raw)
+            self.assertEqual(response.header("content-type"), "application/xml")
+            self.assertEqual(response.error()["Code"], "BadRequest")
+            self.assertTrue(conn.transport.disconnecting)
+
     def test_pipelined_after_a_served_request(self) -> None:
         """An over-limit head after a served request on the same connection: the first is
         answered, the second refused; bytes after the refusal are ignored."""

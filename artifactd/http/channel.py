@@ -17,20 +17,18 @@ from typing import TYPE_CHECKING, cast
 
 from twisted.internet.interfaces import IDelayedCall, ITCPTransport
 from twisted.internet.protocol import connectionDone
-from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from twisted.web import http
 
 from artifactd import errors
 from artifactd.http.context import new_request_id
-from artifactd.http.s3xml import error_document, http_date
+from artifactd.http.refusal import refuse
 
 if TYPE_CHECKING:
     from artifactd.http.site import S3Site
 
 DEFAULT_MAX_HEAD_BYTES = 64 * 1024
 DEFAULT_MAX_HEADERS = 500
-LINGER_SECONDS = 5.0  # as long as a refused request's connection stays open to read the answer
 
 
 class S3Channel(http.HTTPChannel):
@@ -105,6 +103,14 @@ class S3Channel(http.HTTPChannel):
                 )
             )
 
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        # twisted.web's answer to bytes that are not HTTP (a bad request line, header syntax,
+        # Content-Length or chunk framing) is a bare 400 without a body; answer in S3 XML and
+        # close the same way as any other refusal.  Private hook of HTTPChannel, pinned by
+        # tests/test_fuzz.py.
+        if not self._refused:
+            self._refuse(errors.BadRequest("The HTTP request is malformed."))
+
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._linger is not None and self._linger.active():
             self._linger.cancel()
@@ -117,31 +123,13 @@ class S3Channel(http.HTTPChannel):
         self._refused = True
         site = cast("S3Site", self.site)  # type: ignore[attr-defined]
         request_id = new_request_id()
-        body = error_document(error, request_id)
-        head = [
-            b"HTTP/1.1 %d %s" % (error.status, http.RESPONSES.get(error.status, b"Error")),
-            b"Content-Type: application/xml",
-            b"Content-Length: %d" % len(body),
-            b"x-amz-request-id: " + request_id.encode(),
-            b"Date: " + http_date(site.clock.seconds()).encode(),
-            b"Server: artifactd",
-            b"Connection: close",
-        ]
         transport = cast(ITCPTransport, self.transport)
-        transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
+        sent, self._linger = refuse(transport, error, request_id, site.clock)
         peer = transport.getPeer()
         site.head_refused(
             request_id=request_id,
             peer=f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}",
             status=error.status,
             error_code=error.code,
-            bytes_out=len(body),
+            bytes_out=sent,
         )
-        if isinstance(transport, TLSMemoryBIOProtocol):
-            transport.loseConnection()  # flushes the TLS layer first (see S3Request._reject)
-        else:
-            try:
-                transport.loseWriteConnection()  # keep reading: a reset could lose the answer
-            except (AttributeError, NotImplementedError):
-                transport.loseConnection()  # a transport without half-close
-        self._linger = site.clock.callLater(LINGER_SECONDS, transport.abortConnection)

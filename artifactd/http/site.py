@@ -9,14 +9,12 @@ channel's private ``_command`` / ``_path`` (pinned by ``twisted<27`` and a regre
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from io import BytesIO
 from typing import Any, cast
 
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime, ITCPTransport
 from twisted.logger import Logger
-from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from twisted.web import http, server
 from twisted.web.http_headers import Headers
@@ -28,11 +26,12 @@ from artifactd.http.body import MemorySink, StagingSink
 from artifactd.http.channel import DEFAULT_MAX_HEAD_BYTES, DEFAULT_MAX_HEADERS, S3Channel
 from artifactd.http.context import RequestContext, new_request_id
 from artifactd.http.gate import BodyPlan, Gate
-from artifactd.http.s3xml import error_document, http_date
+from artifactd.http.refusal import LINGER_SECONDS, refuse
 from artifactd.interfaces import IBlobStore
 from artifactd.storage.engine import Engine, Runner, StagedBody
 
-LINGER_SECONDS = 5.0
+__all__ = ["LINGER_BYTES", "LINGER_SECONDS", "S3Request", "S3Site"]
+
 LINGER_BYTES = 64 * 1024 * 1024
 
 access_log = Logger(namespace="artifactd.access")
@@ -232,29 +231,10 @@ class S3Request(server.Request):
         self._resume_reading()
         self.requestHeaders.removeHeader(b"expect")  # no automatic 100 Continue after this
         self.ctx.error_code = error.code
-        body = error_document(error, self.ctx.request_id)
-        reason = http.RESPONSES.get(error.status, b"Error")
-        head = [
-            b"HTTP/1.1 %d %s" % (error.status, reason),
-            b"Content-Type: application/xml",
-            b"Content-Length: %d" % len(body),
-            b"x-amz-request-id: " + self.ctx.request_id.encode(),
-            b"Date: " + http_date(self.s3site.clock.seconds()).encode(),
-            b"Server: artifactd",
-            b"Connection: close",
-        ]
-        transport = self._transport()
-        transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
-        self.s3site.access(self, status=error.status, error_code=error.code, bytes_out=len(body))
-        if isinstance(transport, TLSMemoryBIOProtocol):
-            # No TLS half-close: loseWriteConnection would reach the TCP transport underneath,
-            # which can shut down before the TLS layer has flushed the response (lost reply).
-            # loseConnection flushes it first and keeps reading (HTTPChannel is its producer).
-            transport.loseConnection()
-        else:
-            with contextlib.suppress(AttributeError, NotImplementedError):
-                transport.loseWriteConnection()
-        self._linger = self.s3site.clock.callLater(LINGER_SECONDS, transport.abortConnection)
+        sent, self._linger = refuse(
+            self._transport(), error, self.ctx.request_id, self.s3site.clock
+        )
+        self.s3site.access(self, status=error.status, error_code=error.code, bytes_out=sent)
 
 
 class S3Site(server.Site):
