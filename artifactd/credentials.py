@@ -57,6 +57,8 @@ class StaticAuthenticator:
         self._pair = pair
 
     def secret_for(self, access_key: str) -> str | None:
-        if secrets.compare_digest(access_key, self._pair.access_key):
+        # compare bytes: compare_digest refuses non-ASCII str, and the key comes from the client
+        given = access_key.encode("utf-8", "surrogateescape")
+        if secrets.compare_digest(given, self._pair.access_key.encode()):
             return self._pair.secret_key
         return None

@@ -49,6 +49,7 @@ class S3Channel(http.HTTPChannel):
         self._head_lines = 0
         self._head_fields = 0
         self._refused = False
+        self._request_line = b""
         self._linger: IDelayedCall | None = None
 
     def limit_head(self, max_head_bytes: int, max_headers: int) -> None:
@@ -71,6 +72,8 @@ class S3Channel(http.HTTPChannel):
             super().lineReceived(line)  # type: ignore[no-untyped-call]  # a stray CRLF
             return
         self._head_lines += 1
+        if self._head_lines == 1:
+            self._request_line = line
         self._head_bytes += len(line)
         if self._head_lines > 1 and line and line[:1] not in (b" ", b"\t"):
             self._head_fields += 1
@@ -109,7 +112,10 @@ class S3Channel(http.HTTPChannel):
         # close the same way as any other refusal.  Private hook of HTTPChannel, pinned by
         # tests/test_fuzz.py.
         if not self._refused:
-            self._refuse(errors.BadRequest("The HTTP request is malformed."))
+            self._refuse(
+                errors.BadRequest("The HTTP request is malformed."),
+                head=self._request_line.split(maxsplit=1)[:1] == [b"HEAD"],
+            )
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._linger is not None and self._linger.active():
@@ -117,14 +123,14 @@ class S3Channel(http.HTTPChannel):
         super().connectionLost(reason)  # type: ignore[no-untyped-call]
 
     # ------------------------------------------------------------ refusal
-    def _refuse(self, error: errors.S3Error) -> None:
+    def _refuse(self, error: errors.S3Error, *, head: bool = False) -> None:
         """Answer ``error`` now, stop parsing, and close once the client has read it (or after
         :data:`LINGER_SECONDS`): the same close as a request refused from its head."""
         self._refused = True
         site = cast("S3Site", self.site)  # type: ignore[attr-defined]
         request_id = new_request_id()
         transport = cast(ITCPTransport, self.transport)
-        sent, self._linger = refuse(transport, error, request_id, site.clock)
+        sent, self._linger = refuse(transport, error, request_id, site.clock, head=head)
         peer = transport.getPeer()
         site.head_refused(
             request_id=request_id,

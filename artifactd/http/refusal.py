@@ -14,15 +14,21 @@ LINGER_SECONDS = 5.0  # how long a refused connection stays open for the client 
 
 
 def refuse(
-    transport: ITCPTransport, error: errors.S3Error, request_id: str, clock: IReactorTime
+    transport: ITCPTransport,
+    error: errors.S3Error,
+    request_id: str,
+    clock: IReactorTime,
+    *,
+    head: bool = False,
 ) -> tuple[int, IDelayedCall]:
     """Write ``error`` as a complete ``Connection: close`` response and start a lingering close.
+    The answer to a HEAD request (``head``) carries the headers but no body.
 
     Returns the number of body bytes written and the delayed call that aborts the connection
     after :data:`LINGER_SECONDS` (cancel it when the connection goes away first).
     """
     body = error_document(error, request_id)
-    head = [
+    lines = [
         b"HTTP/1.1 %d %s" % (error.status, http.RESPONSES.get(error.status, b"Error")),
         b"Content-Type: application/xml",
         b"Content-Length: %d" % len(body),
@@ -31,7 +37,7 @@ def refuse(
         b"Server: artifactd",
         b"Connection: close",
     ]
-    transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
+    transport.write(b"\r\n".join(lines) + b"\r\n\r\n" + (b"" if head else body))
     if isinstance(transport, TLSMemoryBIOProtocol):
         # No TLS half-close: loseWriteConnection would reach the TCP transport underneath, which
         # can shut down before the TLS layer has flushed the response.  loseConnection flushes
@@ -42,4 +48,4 @@ def refuse(
             transport.loseWriteConnection()  # keep reading: a reset could lose the answer
         except (AttributeError, NotImplementedError):
             transport.loseConnection()  # a transport without half-close
-    return len(body), clock.callLater(LINGER_SECONDS, transport.abortConnection)
+    return 0 if head else len(body), clock.callLater(LINGER_SECONDS, transport.abortConnection)

@@ -232,7 +232,11 @@ class S3Request(server.Request):
         self.requestHeaders.removeHeader(b"expect")  # no automatic 100 Continue after this
         self.ctx.error_code = error.code
         sent, self._linger = refuse(
-            self._transport(), error, self.ctx.request_id, self.s3site.clock
+            self._transport(),
+            error,
+            self.ctx.request_id,
+            self.s3site.clock,
+            head=self.ctx.method == "HEAD",
         )
         self.s3site.access(self, status=error.status, error_code=error.code, bytes_out=sent)
 
