@@ -75,12 +75,6 @@ class HandlerBase:
             raise errors.NoSuchUpload(extra={"UploadId": upload_id})
         return upload
 
-    def _checksum_header(self, request: IRequest, ctx: RequestContext) -> None:
-        if ctx.checksum_algorithm and ctx.checksum_value:
-            request.setHeader(
-                f"x-amz-checksum-{ctx.checksum_algorithm}".encode(), ctx.checksum_value.encode()
-            )
-
 
 # -------------------------------------------------------------------- helpers
 def header(request: IRequest, name: str) -> str | None:
