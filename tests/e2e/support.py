@@ -21,9 +21,10 @@ import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
+from botocore.exceptions import ClientError
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.e2e.daemon import Daemon, DaemonFailed
@@ -196,3 +197,32 @@ def scratch(parent: str) -> Iterator[str]:
     """A temporary directory below ``parent`` (removed afterwards)."""
     with tempfile.TemporaryDirectory(dir=parent) as path:
         yield path
+
+
+class Boto3TestCase(DaemonTestCase):
+    """A DaemonTestCase with a boto3 client (``self.s3``) and the helpers boto3 tests share."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.s3 = self.daemon.client()
+
+    def new_bucket(self) -> str:
+        name = self.bucket_name()
+        self.s3.create_bucket(Bucket=name)
+        return name
+
+    def assertS3Error(
+        self, code: str, status: int, call: Callable[..., Any], **kwargs: Any
+    ) -> ClientError:
+        e: ClientError = self.assertRaises(ClientError, call, **kwargs)
+        self.assertEqual(
+            (e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"]),
+            (code, status),
+        )
+        return e
+
+    def status(self, response: dict[str, Any]) -> int:
+        return int(response["ResponseMetadata"]["HTTPStatusCode"])
+
+    def headers(self, response: dict[str, Any]) -> dict[str, str]:
+        return dict(response["ResponseMetadata"]["HTTPHeaders"])

@@ -14,15 +14,20 @@ import ssl
 import urllib.error
 import urllib.request
 import zlib
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote_plus
 
 from boto3.s3.transfer import TransferConfig
 from botocore import UNSIGNED
-from botocore.exceptions import ClientError
 
-from tests.e2e.support import DaemonTestCase, MiB, boto3_client, file_sha256, random_file, scratch
+from tests.e2e.support import (
+    Boto3TestCase,
+    MiB,
+    boto3_client,
+    file_sha256,
+    random_file,
+    scratch,
+)
 
 # Keys that exercise URL encoding, XML escaping and path handling on the way in and out.
 SPECIAL_KEYS = [
@@ -63,35 +68,10 @@ def crc32_b64(data: bytes) -> str:
     return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
 
 
-class Boto3HTTPTests(DaemonTestCase):
+class Boto3HTTPTests(Boto3TestCase):
     """boto3 over plain HTTP (signed payloads)."""
 
-    def setUp(self) -> None:
-        super().setUp()
-        self.s3 = self.daemon.client()
-
     # ------------------------------------------------------------- helpers
-    def new_bucket(self) -> str:
-        name = self.bucket_name()
-        self.s3.create_bucket(Bucket=name)
-        return name
-
-    def assertS3Error(
-        self, code: str, status: int, call: Callable[..., Any], **kwargs: Any
-    ) -> ClientError:
-        e: ClientError = self.assertRaises(ClientError, call, **kwargs)
-        self.assertEqual(
-            (e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"]),
-            (code, status),
-        )
-        return e
-
-    def status(self, response: dict[str, Any]) -> int:
-        return int(response["ResponseMetadata"]["HTTPStatusCode"])
-
-    def headers(self, response: dict[str, Any]) -> dict[str, str]:
-        return dict(response["ResponseMetadata"]["HTTPHeaders"])
-
     def body(self, bucket: str, key: str, **kwargs: Any) -> bytes:
         data: bytes = self.s3.get_object(Bucket=bucket, Key=key, **kwargs)["Body"].read()
         return data

@@ -14,47 +14,20 @@ import os
 import ssl
 import threading
 import urllib.request
-from collections.abc import Callable
 from typing import Any
 
 from boto3.s3.transfer import TransferConfig
-from botocore.exceptions import ClientError
 from s3transfer.exceptions import S3DownloadFailedError  # type: ignore[import-untyped]
 
-from tests.e2e.support import DaemonTestCase, MiB, file_sha256, random_file, scratch
+from tests.e2e.support import Boto3TestCase, MiB, file_sha256, random_file, scratch
 
 DAY = datetime.timedelta(days=1)
 
 
-class ObjectReadsHTTPTests(DaemonTestCase):
+class ObjectReadsHTTPTests(Boto3TestCase):
     """Reads with boto3 over plain HTTP."""
 
-    def setUp(self) -> None:
-        super().setUp()
-        self.s3 = self.daemon.client()
-
     # ------------------------------------------------------------- helpers
-    def new_bucket(self) -> str:
-        name = self.bucket_name()
-        self.s3.create_bucket(Bucket=name)
-        return name
-
-    def assertS3Error(
-        self, code: str, status: int, call: Callable[..., Any], **kwargs: Any
-    ) -> ClientError:
-        e: ClientError = self.assertRaises(ClientError, call, **kwargs)
-        self.assertEqual(
-            (e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"]),
-            (code, status),
-        )
-        return e
-
-    def status(self, response: dict[str, Any]) -> int:
-        return int(response["ResponseMetadata"]["HTTPStatusCode"])
-
-    def headers(self, response: dict[str, Any]) -> dict[str, str]:
-        return dict(response["ResponseMetadata"]["HTTPHeaders"])
-
     def ssl_context(self) -> ssl.SSLContext | None:
         if not self.daemon.tls:
             return None
