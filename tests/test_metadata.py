@@ -541,6 +541,18 @@ class MetadataStoreTestsMixin(_Base):
             key_marker, id_marker = page.next_key_marker, page.next_upload_id_marker or ""
         self.assertEqual(seen, expected)
 
+    def test_upload_listing_with_nul_in_prefix_or_marker(self) -> None:
+        """NUL separates a key from its upload ids in the encoding, yet no key holds one: a prefix
+        with NUL matches no upload, and a key marker with NUL sorts after the text before it."""
+        for k, u in [("a", "u1"), ("a\x01", "u2"), ("b", "u3")]:
+            self.store.create_upload(Upload(BUCKET, k, u, 1.0))
+        page = self.store.list_uploads(BUCKET, "a\x00", "", "", "", 10)
+        self.assertEqual((page.uploads, page.common_prefixes, page.is_truncated), ((), (), False))
+        page = self.store.list_uploads(BUCKET, "", "", "a\x00", "u0", 10)
+        self.assertEqual([u.upload_id for u in page.uploads], ["u2", "u3"])
+        page = self.store.list_uploads(BUCKET, "", "", "\x00", "", 10)
+        self.assertEqual([u.upload_id for u in page.uploads], ["u1", "u2", "u3"])
+
     def test_upload_listing_resumes_inside_a_key(self) -> None:
         """A page boundary between two uploads of one key loses neither."""
         for k, u in [("k", "u1"), ("k", "u2"), ("k", "u3"), ("l", "u4")]:

@@ -97,6 +97,10 @@ class KVMetadataStore:
         base = keys.upload_prefix(bucket)
         uploads: list[Upload] = []
         prefixes: list[str] = []
+        if "\x00" in prefix:  # no key holds NUL, and NUL separates a key from its upload ids
+            return UploadPage((), (), False, None, None)
+        if "\x00" in key_marker:  # every key after it is after the text before the NUL
+            key_marker, upload_id_marker = key_marker[: key_marker.index("\x00")], ""
         start_after = key_marker
         skip_key_equal = False
         if key_marker and upload_id_marker:
