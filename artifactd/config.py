@@ -33,7 +33,7 @@ class Config:
     max_request_head_bytes: int = 64 * 1024
     max_headers: int = 500
     max_object_size: int = 5 * GiB
-    disk_threads: int = 8
+    disk_threads: int = 32
     upload_expiry_seconds: int = 7 * 24 * 3600
     expiry_interval_seconds: int = 3600
     root_access_key: str | None = None

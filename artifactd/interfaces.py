@@ -7,6 +7,7 @@ store or an object-tier blob store plugs in here.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from typing import BinaryIO
 
 from zope.interface import Interface
@@ -58,6 +59,12 @@ class IBlobStore(Interface):
 
     def delete(digest: str) -> None:
         """Remove the blob if it exists."""
+
+    def group() -> AbstractContextManager[None]:
+        """A block in which ``commit`` and ``delete`` defer making their directory changes
+        durable; a normal exit makes all of them durable at once (each directory fsynced once),
+        so a group of commits costs one round of syncs.  Nothing may depend on a commit made in
+        the block being durable before the block has exited."""
 
     def exists(digest: str) -> bool:
         """Whether the blob exists."""
@@ -162,6 +169,12 @@ class IMetadataStore(Interface):
     def repair_refcounts() -> tuple[int, set[str]]:
         """Recompute every reference count from the object and part records, fix the stored
         counts, and return (how many were wrong, every referenced digest).  Disk pool only."""
+
+    def group() -> AbstractContextManager[None]:
+        """A block whose mutations (by the calling thread, which holds the store's lock
+        throughout) are written together as ONE atomic, synced batch when it exits normally.
+        Inside the block mutations and ``refcount`` see the changes staged so far; other readers
+        see none of them until the batch is written.  An exception discards them all."""
 
     def close() -> None:
         """Release the database.  Only after every thread using it has finished."""

@@ -147,8 +147,9 @@ class StagingSink:
         self._trailer_value = value
 
     def close(self) -> Deferred[StagedBody]:
-        """Write what is queued, fsync, verify the digests; fires with the staged body or fails
-        with the S3 error (the staging file is then already removed)."""
+        """Write what is queued, fsync, verify the digests (one disk-pool job after any batch in
+        flight); fires with the staged body or fails with the S3 error (the staging file is then
+        already removed)."""
         assert self._closing is None
         self._closing = Deferred()
         self._maybe_finish()
@@ -187,7 +188,7 @@ class StagingSink:
             return
         if self._pending_bytes < self._low:
             self._unpause()
-        if self._pending_bytes >= self._batch or (self._closing and self._pending):
+        if self._pending_bytes >= self._batch:
             self._flush()
         else:
             self._maybe_finish()
@@ -214,11 +215,16 @@ class StagingSink:
         if self._error is not None:
             self._fail(self._error)
             return
-        if self._pending:
-            self._flush()
-            return
-        d = self._run(self._finish)
+        pieces, self._pending, self._pending_bytes = self._pending, [], 0
+        # the rest of the body is written, synced and verified in ONE disk-pool job: a small
+        # body costs a single trip to the pool
+        d = self._run(self._write_and_finish, pieces)
         d.addCallbacks(self._closing.callback, self._fail)
+
+    def _write_and_finish(self, pieces: list[bytes]) -> StagedBody:  # disk pool
+        if pieces:
+            self._write_batch(pieces)
+        return self._finish()
 
     def _finish(self) -> StagedBody:  # disk pool
         if self._staging is None:

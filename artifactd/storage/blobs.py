@@ -6,12 +6,20 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import BinaryIO
 
 from zope.interface import implementer
 
 from artifactd.interfaces import IBlobStore, IStagingFile
-from artifactd.storage.durable import FileSystem, OSFileSystem, durable_rename, durable_unlink
+from artifactd.storage.durable import (
+    FileSystem,
+    OSFileSystem,
+    durable_rename,
+    durable_unlink,
+    sync_dirs,
+)
 from artifactd.storage.layout import Layout, is_digest
 
 
@@ -48,6 +56,21 @@ class FileBlobStore:
     def __init__(self, layout: Layout, fs: FileSystem | None = None) -> None:
         self._layout = layout
         self._fs = fs if fs is not None else OSFileSystem()
+        self._pending: set[str] | None = None  # directories to fsync at the end of a group
+        self._syncers = ThreadPoolExecutor(max_workers=16, thread_name_prefix="artifactd-fsync")
+
+    @contextmanager
+    def group(self) -> Iterator[None]:
+        """Inside the block, ``commit`` and ``delete`` only note the directories they change;
+        on a normal exit each of those is fsynced once.  One thread at a time (the engine's
+        commit lock)."""
+        assert self._pending is None, "groups do not nest"
+        self._pending = set()
+        try:
+            yield
+            sync_dirs(self._fs, self._pending, self._syncers)
+        finally:
+            self._pending = None
 
     def prepare(self) -> None:
         """Create the directory skeleton (disk pool or start-up only)."""
@@ -66,7 +89,7 @@ class FileBlobStore:
         if os.path.exists(target):
             staging.discard()
             return False
-        durable_rename(self._fs, staging.path, target)
+        durable_rename(self._fs, staging.path, target, self._pending)
         return True
 
     def open_blob(self, digest: str) -> BinaryIO:
@@ -75,7 +98,7 @@ class FileBlobStore:
     def delete(self, digest: str) -> None:
         path = self._layout.blob(digest)
         if os.path.lexists(path):  # its shard directory may not exist: nothing to fsync then
-            durable_unlink(self._fs, path)
+            durable_unlink(self._fs, path, self._pending)
 
     def exists(self, digest: str) -> bool:
         return os.path.exists(self._layout.blob(digest))

@@ -137,3 +137,57 @@ class MemoryKV:
 
     def close(self) -> None:
         pass
+
+
+class Overlay:
+    """Changes staged over an :class:`OrderedKV` and written to it as one atomic batch.
+
+    Reads (``get``, ``scan``) see the base with the staged changes applied; ``write`` only
+    stages.  :meth:`flush` writes everything staged in one synced batch of the base.  Used by
+    the metadata store to group the mutations of several concurrent commits into one sync.
+    Not thread-safe: one writer at a time (the metadata store's lock).
+    """
+
+    def __init__(self, base: OrderedKV) -> None:
+        self._base = base
+        self._puts: dict[bytes, bytes] = {}
+        self._deletes: set[bytes] = set()
+
+    def get(self, key: bytes) -> bytes | None:
+        if key in self._puts:
+            return self._puts[key]
+        if key in self._deletes:
+            return None
+        return self._base.get(key)
+
+    def scan(self, prefix: bytes, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        lower = max(prefix, start)
+        staged = sorted(k for k in self._puts if k.startswith(prefix) and k >= lower)
+        i = 0
+        for key, value in self._base.scan(prefix, start):
+            while i < len(staged) and staged[i] < key:
+                yield staged[i], self._puts[staged[i]]
+                i += 1
+            if i < len(staged) and staged[i] == key:
+                yield key, self._puts[key]
+                i += 1
+            elif key not in self._deletes:
+                yield key, value
+        for k in staged[i:]:
+            yield k, self._puts[k]
+
+    def write(self, puts: Mapping[bytes, bytes], deletes: set[bytes]) -> None:
+        for key in deletes:
+            self._puts.pop(key, None)
+            self._deletes.add(key)
+        for key, value in puts.items():
+            self._deletes.discard(key)
+            self._puts[key] = value
+
+    def flush(self) -> int:
+        """Write the staged changes to the base in one synced batch; returns how many keys."""
+        if self._puts or self._deletes:
+            self._base.write(self._puts, self._deletes)
+        n = len(self._puts) + len(self._deletes)
+        self._puts, self._deletes = {}, set()
+        return n

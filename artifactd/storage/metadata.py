@@ -1,15 +1,18 @@
 """The metadata store: buckets, objects, uploads, parts and blob reference counts over an ordered
 key-value store (LevelDB in production, :class:`~artifactd.storage.kv.MemoryKV` in tests).
 
-Reads may run on the reactor thread.  Every mutation is one atomic, synced batch; mutations are
-serialised by an internal lock so read-modify-write of reference counts is consistent.
+Reads may run on the reactor thread.  Every mutation is one atomic, synced batch (or part of one:
+see :meth:`KVMetadataStore.group`); mutations are serialised by an internal lock so
+read-modify-write of reference counts is consistent.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Protocol
 
 from attrs import evolve
 from zope.interface import implementer
@@ -19,17 +22,47 @@ from artifactd.interfaces import IMetadataStore
 from artifactd.preconditions import WriteCondition, check_write
 from artifactd.records import Bucket, ListPage, ObjectRecord, Part, Upload, UploadPage
 from artifactd.storage import keys
-from artifactd.storage.kv import OrderedKV, Reader
+from artifactd.storage.kv import OrderedKV, Overlay, Reader
 
 _AFTER_ALL = b"\xff"  # never occurs in UTF-8: seeking to prefix + 0xff skips all keys under prefix
 _PAST_UPLOADS = keys.SEP + _AFTER_ALL  # after every upload id of one key
+
+
+class _Writable(Reader, Protocol):
+    def write(self, puts: Mapping[bytes, bytes], deletes: set[bytes]) -> None: ...
+
+
+def _bucket_is_empty(reader: Reader, name: str) -> bool:
+    for prefix in (keys.object_prefix(name), keys.upload_prefix(name)):
+        for _ in reader.scan(prefix):
+            return False
+    return True
 
 
 @implementer(IMetadataStore)
 class KVMetadataStore:
     def __init__(self, kv: OrderedKV) -> None:
         self._kv = kv
-        self._lock = threading.Lock()
+        # Mutations read and write through ``_w``: the store itself, or during :meth:`group`
+        # an overlay whose changes reach the store in one synced batch.  Other reads see
+        # ``_kv``, so they never see a change before it is durable.
+        self._w: _Writable = kv
+        self._lock = threading.RLock()
+
+    @contextmanager
+    def group(self) -> Iterator[None]:
+        """Stage every mutation made inside the block (by this thread; the store's lock is
+        held throughout) and write them all in ONE synced batch when the block exits without an
+        exception.  Mutations inside the block see each other's changes; readers outside it see
+        none of them until the batch is written.  An exception discards every staged change."""
+        with self._lock:
+            overlay = Overlay(self._kv)
+            self._w = overlay
+            try:
+                yield
+            finally:
+                self._w = self._kv
+            overlay.flush()
 
     # ------------------------------------------------------------------ reads
     def get_bucket(self, name: str) -> Bucket | None:
@@ -40,10 +73,7 @@ class KVMetadataStore:
         return [keys.decode_bucket(v) for _, v in self._kv.scan(keys.BUCKET)]
 
     def bucket_is_empty(self, name: str) -> bool:
-        for prefix in (keys.object_prefix(name), keys.upload_prefix(name)):
-            for _ in self._kv.scan(prefix):
-                return False
-        return True
+        return _bucket_is_empty(self._kv, name)
 
     def get_object(self, bucket: str, key: str) -> ObjectRecord | None:
         raw = self._kv.get(keys.object_key(bucket, key))
@@ -151,24 +181,24 @@ class KVMetadataStore:
             yield keys.decode_upload(value)
 
     def refcount(self, digest: str) -> int:
-        return keys.decode_count(self._kv.get(keys.refcount_key(digest)))
+        # through the writer: inside a group the engine must see the counts staged so far
+        return keys.decode_count(self._w.get(keys.refcount_key(digest)))
 
     # -------------------------------------------------------------- mutations
     def create_bucket(self, bucket: Bucket) -> bool:
         with self._lock:
             k = keys.bucket_key(bucket.name)
-            if self._kv.get(k) is not None:
+            if self._w.get(k) is not None:
                 return False
-            self._kv.write({k: keys.encode_bucket(bucket)}, set())
+            self._w.write({k: keys.encode_bucket(bucket)}, set())
             return True
 
     def delete_bucket(self, name: str) -> None:
         with self._lock:
-            if self.get_bucket(name) is None:
-                raise errors.NoSuchBucket(resource=name, extra={"BucketName": name})
-            if not self.bucket_is_empty(name):
+            self._require_bucket(name)
+            if not _bucket_is_empty(self._w, name):
                 raise errors.BucketNotEmpty(resource=name, extra={"BucketName": name})
-            self._kv.write({}, {keys.bucket_key(name)})
+            self._w.write({}, {keys.bucket_key(name)})
 
     def put_object(
         self, record: ObjectRecord, condition: WriteCondition | None = None
@@ -177,7 +207,7 @@ class KVMetadataStore:
             self._require_bucket(record.bucket)
             k = keys.object_key(record.bucket, record.key)
             delta: Counter[str] = Counter(b.digest for b in record.blobs)
-            old = self._kv.get(k)
+            old = self._w.get(k)
             current = keys.decode_object(old) if old is not None else None
             check_write(condition, current.etag if current else None, at_commit=True)
             if current is not None:
@@ -188,7 +218,7 @@ class KVMetadataStore:
     def delete_object(self, bucket: str, key: str) -> tuple[bool, list[str]]:
         with self._lock:
             k = keys.object_key(bucket, key)
-            old = self._kv.get(k)
+            old = self._w.get(k)
             if old is None:
                 return False, []
             delta: Counter[str] = Counter()
@@ -201,26 +231,26 @@ class KVMetadataStore:
         with self._lock:
             self._require_bucket(bucket)
             k = keys.object_key(bucket, key)
-            old = self._kv.get(k)
+            old = self._w.get(k)
             if old is None:
                 raise errors.NoSuchKey(resource=f"/{bucket}/{key}", extra={"Key": key})
             record = evolve(keys.decode_object(old), tags=tags)
-            self._kv.write({k: keys.encode_object(record)}, set())
+            self._w.write({k: keys.encode_object(record)}, set())
             return record
 
     def create_upload(self, upload: Upload) -> None:
         with self._lock:
             self._require_bucket(upload.bucket)
             k = keys.upload_key(upload.bucket, upload.key, upload.upload_id)
-            self._kv.write({k: keys.encode_upload(upload)}, set())
+            self._w.write({k: keys.encode_upload(upload)}, set())
 
     def put_part(self, bucket: str, key: str, part: Part) -> list[str]:
         with self._lock:
-            if self._kv.get(keys.upload_key(bucket, key, part.upload_id)) is None:
+            if self._w.get(keys.upload_key(bucket, key, part.upload_id)) is None:
                 raise errors.NoSuchUpload(extra={"UploadId": part.upload_id})
             k = keys.part_key(part.upload_id, part.part_number)
             delta: Counter[str] = Counter({part.blob.digest: 1})
-            old = self._kv.get(k)
+            old = self._w.get(k)
             if old is not None:
                 delta[keys.decode_part(old).blob.digest] -= 1
             return self._commit({k: keys.encode_part(part)}, set(), delta)
@@ -231,10 +261,10 @@ class KVMetadataStore:
         with self._lock:
             self._require_bucket(record.bucket)
             uk = keys.upload_key(upload.bucket, upload.key, upload.upload_id)
-            if self._kv.get(uk) is None:
+            if self._w.get(uk) is None:
                 raise errors.NoSuchUpload(extra={"UploadId": upload.upload_id})
             ok = keys.object_key(record.bucket, record.key)
-            old = self._kv.get(ok)
+            old = self._w.get(ok)
             current = keys.decode_object(old) if old is not None else None
             check_write(condition, current.etag if current else None, at_commit=True)
             deletes, delta = self._upload_removal(upload)
@@ -250,7 +280,7 @@ class KVMetadataStore:
     def abort_upload(self, upload: Upload) -> list[str]:
         with self._lock:
             uk = keys.upload_key(upload.bucket, upload.key, upload.upload_id)
-            if self._kv.get(uk) is None:
+            if self._w.get(uk) is None:
                 raise errors.NoSuchUpload(extra={"UploadId": upload.upload_id})
             deletes, delta = self._upload_removal(upload)
             deletes.add(uk)
@@ -259,14 +289,14 @@ class KVMetadataStore:
     def repair_refcounts(self) -> tuple[int, set[str]]:
         with self._lock:
             counts: Counter[str] = Counter()
-            for _, value in self._kv.scan(keys.OBJECT):
+            for _, value in self._w.scan(keys.OBJECT):
                 counts.update(b.digest for b in keys.decode_object(value).blobs)
-            for _, value in self._kv.scan(keys.PART):
+            for _, value in self._w.scan(keys.PART):
                 counts[keys.decode_part(value).blob.digest] += 1
             puts: dict[bytes, bytes] = {}
             deletes: set[bytes] = set()
             stored: set[str] = set()
-            for k, value in self._kv.scan(keys.REFCOUNT):
+            for k, value in self._w.scan(keys.REFCOUNT):
                 digest = k[len(keys.REFCOUNT) :].decode()
                 stored.add(digest)
                 if counts.get(digest, 0) == 0:
@@ -277,7 +307,7 @@ class KVMetadataStore:
                 if digest not in stored:
                     puts[keys.refcount_key(digest)] = keys.encode_count(n)
             if puts or deletes:
-                self._kv.write(puts, deletes)
+                self._w.write(puts, deletes)
             return len(puts) + len(deletes), set(counts)
 
     def close(self) -> None:
@@ -285,13 +315,13 @@ class KVMetadataStore:
 
     # ---------------------------------------------------------------- helpers
     def _require_bucket(self, name: str) -> None:
-        if self._kv.get(keys.bucket_key(name)) is None:
+        if self._w.get(keys.bucket_key(name)) is None:
             raise errors.NoSuchBucket(resource=name, extra={"BucketName": name})
 
     def _upload_removal(self, upload: Upload) -> tuple[set[bytes], Counter[str]]:
         deletes: set[bytes] = set()
         delta: Counter[str] = Counter()
-        for k, value in self._kv.scan(keys.part_prefix(upload.upload_id)):
+        for k, value in self._w.scan(keys.part_prefix(upload.upload_id)):
             deletes.add(k)
             delta[keys.decode_part(value).blob.digest] -= 1
         return deletes, delta
@@ -306,13 +336,13 @@ class KVMetadataStore:
             if change == 0:
                 continue
             rk = keys.refcount_key(digest)
-            count = keys.decode_count(self._kv.get(rk)) + change
+            count = keys.decode_count(self._w.get(rk)) + change
             if count <= 0:
                 deletes.add(rk)
                 released.append(digest)
             else:
                 puts[rk] = keys.encode_count(count)
-        self._kv.write(puts, deletes)
+        self._w.write(puts, deletes)
         return released
 
 
