@@ -29,6 +29,11 @@ class IStagingFile(Interface):
     def write(data: bytes) -> None:
         """Append ``data``."""
 
+    def datasync() -> None:
+        """Start the bytes written so far on their way to the disk (fdatasync); may run in
+        another thread while ``write`` appends.  Only an optimisation: ``sync`` is what makes
+        the file durable."""
+
     def sync() -> None:
         """Flush and fsync the bytes written so far; after this the file is durable."""
 

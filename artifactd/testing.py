@@ -81,6 +81,10 @@ class RecordingFileSystem:
         self.calls.append(("fsync_fd", fd))
         self.real.fsync_fd(fd)
 
+    def fdatasync_fd(self, fd: int) -> None:
+        self.calls.append(("fdatasync_fd", fd))
+        self.real.fdatasync_fd(fd)
+
     def fsync_dir(self, path: str) -> None:
         self.calls.append(("fsync_dir", path))
         self.real.fsync_dir(path)
@@ -107,6 +111,9 @@ class UnsyncedFileSystem(OSFileSystem):
     would otherwise spend their time waiting for the disk.  Not durable."""
 
     def fsync_fd(self, fd: int) -> None:
+        pass
+
+    def fdatasync_fd(self, fd: int) -> None:
         pass
 
     def fsync_dir(self, path: str) -> None:

@@ -1,10 +1,15 @@
 """Request bodies: decoded, hashed and written to a staging file off the reactor thread.
 
 Reactor thread: :meth:`StagingSink.write` only queues bytes.  Queued bytes are handed to the disk
-pool in batches of about 1 MiB, one batch in flight at a time (so order is kept); the worker thread
-updates MD5, SHA-256 and the optional checksum and appends to the staging file.  When more than
-``high_water`` bytes are queued the transport is paused; it is resumed once the queue falls under
-``low_water``.  Memory per upload is therefore bounded by ``high_water`` plus one batch.
+pool in batches of about 1 MiB, one batch in flight at a time (so order is kept), in two jobs that
+run on two cores at once (hashlib releases the GIL): one updates MD5, the other SHA-256 and the
+optional checksum and appends to the staging file.  When more than ``high_water`` bytes are queued
+the transport is paused; it is resumed once the queue falls under ``low_water``.  Memory per upload
+is therefore bounded by ``high_water`` plus one batch.
+
+Every ``sync_every`` bytes written, an fdatasync of the staging file starts beside the writes, so
+the disk writes while the body is still arriving and the fsync before the commit has only the
+last stretch left to flush (otherwise the page cache holds a whole large body dirty until then).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import base64
 import hashlib
 from collections.abc import Callable
 
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, FirstError, fail, gatherResults, succeed
 from twisted.python.failure import Failure
 
 from artifactd import errors
@@ -25,6 +30,7 @@ from artifactd.storage.engine import Runner, StagedBody
 BATCH = 1024 * 1024
 HIGH_WATER = 8 * 1024 * 1024
 LOW_WATER = 2 * 1024 * 1024
+SYNC_EVERY = 32 * 1024 * 1024
 
 
 class _Hashes:
@@ -39,6 +45,10 @@ class _Hashes:
 
     def update(self, data: bytes) -> None:
         self.md5.update(data)
+        self.update_others(data)
+
+    def update_others(self, data: bytes) -> None:
+        """Everything but MD5, which another thread may be updating meanwhile."""
         self.sha256.update(data)
         if self.checksum is not None:
             self.checksum.update(data)
@@ -106,6 +116,7 @@ class StagingSink:
         batch: int = BATCH,
         high_water: int = HIGH_WATER,
         low_water: int = LOW_WATER,
+        sync_every: int = SYNC_EVERY,
     ) -> None:
         self._blobs = blobs
         self._run = run
@@ -115,9 +126,12 @@ class StagingSink:
         self._batch = batch
         self._high = high_water
         self._low = low_water
+        self._sync_every = sync_every
         self._pending: list[bytes] = []
         self._pending_bytes = 0
-        self._inflight: Deferred[None] | None = None
+        self._inflight: Deferred[list[None]] | None = None
+        self._syncing: Deferred[None] | None = None  # a background fdatasync
+        self._unsynced = 0
         self._paused = False
         self._staging: IStagingFile | None = None
         self._hashes = _Hashes(checks.checksum_algorithm)
@@ -156,12 +170,12 @@ class StagingSink:
         return self._closing
 
     def abort(self) -> None:
-        """The request is gone: remove the staging file once the in-flight batch is done."""
+        """The request is gone: remove the staging file once the jobs in flight are done."""
         self._aborted = True
         self._pending = []
         self._pending_bytes = 0
         self._unpause()
-        if self._inflight is None:
+        if self._idle():
             self._discard()
 
     # internals -------------------------------------------------------------
@@ -170,24 +184,37 @@ class StagingSink:
         self._pending = []
         size = self._pending_bytes
         self._pending_bytes = 0
-        d = self._run(self._write_batch, data)
+        lanes = [self._run(self._hash_md5, data), self._run(self._write_batch, data)]
+        d = gatherResults(lanes, consumeErrors=True)
+        d.addErrback(_first_error)
         self._inflight = d
         d.addCallbacks(self._batch_done, self._batch_failed, callbackArgs=(size,))
 
-    def _write_batch(self, pieces: list[bytes]) -> None:  # disk pool
+    def _hash_md5(self, pieces: list[bytes]) -> None:  # disk pool, beside _write_batch
+        for piece in pieces:
+            self._hashes.md5.update(piece)
+
+    def _write_batch(self, pieces: list[bytes]) -> None:  # disk pool, beside _hash_md5
         data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
         if self._staging is None:
             self._staging = self._blobs.open_staging()
-        self._hashes.update(data)
+        self._hashes.update_others(data)
         self._staging.write(data)
 
-    def _batch_done(self, _: None, size: int) -> None:
+    def _idle(self) -> bool:
+        return self._inflight is None and self._syncing is None
+
+    def _batch_done(self, _: object, size: int) -> None:
         self._inflight = None
         if self._aborted:
-            self._discard()
+            if self._idle():
+                self._discard()
             return
         if self._pending_bytes < self._low:
             self._unpause()
+        self._unsynced += size
+        if self._unsynced >= self._sync_every and self._syncing is None:
+            self._start_datasync()
         if self._pending_bytes >= self._batch:
             self._flush()
         else:
@@ -200,9 +227,30 @@ class StagingSink:
         self._pending_bytes = 0
         self._unpause()
         if self._aborted:
-            self._discard()
+            if self._idle():
+                self._discard()
         else:
             self._maybe_finish()
+
+    def _start_datasync(self) -> None:
+        staging = self._staging
+        if staging is None:
+            return
+        self._unsynced = 0
+        d = self._run(staging.datasync)
+        self._syncing = d
+
+        def done(result: object) -> None:
+            self._syncing = None
+            if isinstance(result, Failure) and self._error is None:
+                self._error = result
+            if self._aborted:
+                if self._idle():
+                    self._discard()
+            else:
+                self._maybe_finish()
+
+        d.addBoth(done)
 
     def _unpause(self) -> None:
         if self._paused:
@@ -210,7 +258,7 @@ class StagingSink:
             self._resume()
 
     def _maybe_finish(self) -> None:
-        if self._closing is None or self._closing.called or self._inflight is not None:
+        if self._closing is None or self._closing.called or not self._idle():
             return
         if self._error is not None:
             self._fail(self._error)
@@ -223,6 +271,7 @@ class StagingSink:
 
     def _write_and_finish(self, pieces: list[bytes]) -> StagedBody:  # disk pool
         if pieces:
+            self._hash_md5(pieces)
             self._write_batch(pieces)
         return self._finish()
 
@@ -253,6 +302,14 @@ class StagingSink:
     def checksum(self) -> str | None:
         """The checksum value computed (base64), after close."""
         return self._hashes.checksum.digest_b64() if self._hashes.checksum else None
+
+
+def _first_error(failure: Failure) -> Failure:
+    """The failure of the lane that failed, out of gatherResults' FirstError."""
+    failure.trap(FirstError)
+    assert isinstance(failure.value, FirstError)
+    first: Failure = failure.value.subFailure
+    return first
 
 
 class MemorySink:

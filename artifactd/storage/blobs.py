@@ -39,6 +39,11 @@ class StagingFile:
             written = self._file.write(view)
             view = view[written or 0 :]
 
+    def datasync(self) -> None:
+        f = self._file
+        if f is not None:
+            self._fs.fdatasync_fd(f.fileno())
+
     def sync(self) -> None:
         assert self._file is not None
         self._fs.fsync_fd(self._file.fileno())

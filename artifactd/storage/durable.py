@@ -13,6 +13,7 @@ class FileSystem(Protocol):
     """The few calls durability needs; tests substitute a recording fake to check their order."""
 
     def fsync_fd(self, fd: int) -> None: ...
+    def fdatasync_fd(self, fd: int) -> None: ...
     def fsync_dir(self, path: str) -> None: ...
     def replace(self, src: str, dst: str) -> None: ...
     def unlink(self, path: str) -> None: ...
@@ -22,6 +23,9 @@ class FileSystem(Protocol):
 class OSFileSystem:
     def fsync_fd(self, fd: int) -> None:
         os.fsync(fd)
+
+    def fdatasync_fd(self, fd: int) -> None:
+        os.fdatasync(fd)
 
     def fsync_dir(self, path: str) -> None:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)

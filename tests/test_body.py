@@ -1,0 +1,140 @@
+"""The streamed body writer: two hashing lanes per batch, background fdatasyncs while the body
+arrives, and no staging file left behind however the body ends."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+from hypothesis import given
+from hypothesis import strategies as st
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from artifactd import errors
+from artifactd.http.body import BodyChecks, StagingSink
+from artifactd.storage.blobs import FileBlobStore, StagingFile
+from artifactd.storage.engine import StagedBody
+from artifactd.storage.layout import Layout
+from artifactd.testing import ManualRunner, RecordingFileSystem
+
+KiB = 1024
+
+
+class Harness:
+    """A StagingSink over a real blob store whose disk-pool jobs the test runs by hand."""
+
+    def __init__(self, root: str, **sizes: int) -> None:
+        self.fs = RecordingFileSystem()
+        self.blobs = FileBlobStore(Layout(os.path.abspath(root)), self.fs)
+        self.blobs.prepare()
+        self.runner = ManualRunner()
+        self.paused = 0
+        self.resumed = 0
+        self.sink = StagingSink(
+            self.blobs,
+            self.runner,
+            BodyChecks(max_size=1 << 40),
+            self._pause,
+            self._resume,
+            **sizes,
+        )
+
+    def _pause(self) -> None:
+        self.paused += 1
+
+    def _resume(self) -> None:
+        self.resumed += 1
+
+    def staging_files(self) -> list[str]:
+        return os.listdir(os.path.join(self.blobs._layout.staging))
+
+    def datasyncs(self) -> int:
+        return self.fs.operations().count("fdatasync_fd")
+
+
+class StagingSinkTests(SynchronousTestCase):
+    def harness(self, **sizes: int) -> Harness:
+        return Harness(self.mktemp(), **sizes)
+
+    @given(st.lists(st.binary(min_size=1, max_size=5 * KiB), max_size=12))
+    def test_digests_and_content(self, pieces: list[bytes]) -> None:
+        """Whatever the split, the staged file holds the bytes and the digests are theirs, with
+        each batch hashed in two lanes (two jobs queued per batch)."""
+        h = self.harness(batch=4 * KiB, high_water=16 * KiB, low_water=4 * KiB, sync_every=8 * KiB)
+        for piece in pieces:
+            h.sink.write(piece)
+            if len(h.runner.pending) == 2:  # a batch went out: both lanes at once
+                h.runner.fire_all()
+        results: list[StagedBody] = []
+        h.sink.close().addCallback(results.append)
+        h.runner.fire_all()
+        data = b"".join(pieces)
+        (staged,) = results
+        self.assertEqual(staged.size, len(data))
+        self.assertEqual(staged.md5, hashlib.md5(data).hexdigest())
+        self.assertEqual(staged.sha256, hashlib.sha256(data).hexdigest())
+        assert isinstance(staged.staging, StagingFile)
+        with open(staged.staging.path, "rb") as f:
+            self.assertEqual(f.read(), data)
+        staged.staging.discard()
+
+    def test_background_datasync(self) -> None:
+        """Every sync_every bytes a datasync starts beside the writes; close waits for it before
+        the final fsync."""
+        h = self.harness(batch=4 * KiB, high_water=64 * KiB, low_water=4 * KiB, sync_every=4 * KiB)
+        h.sink.write(b"a" * 4 * KiB)
+        h.sink.write(b"b" * 4 * KiB)
+        self.assertEqual(len(h.runner.pending), 2)  # the first batch: both lanes at once
+        h.runner.fire()
+        h.runner.fire()
+        self.assertEqual(len(h.runner.pending), 3)  # a datasync, and the next batch's lanes
+        self.assertEqual(h.datasyncs(), 0)
+        results: list[StagedBody] = []
+        h.sink.close().addCallback(results.append)
+        h.runner.fire_all()
+        self.assertEqual(h.datasyncs(), 2)
+        self.assertEqual(h.fs.operations()[-1], "fsync_fd")
+        self.assertEqual(results[0].size, 8 * KiB)
+        results[0].staging.discard()
+
+    def test_abort_waits_for_the_datasync(self) -> None:
+        """A body abandoned while a datasync runs loses its staging file once the datasync is
+        done, never before (the file descriptor stays valid for it)."""
+        h = self.harness(batch=4 * KiB, high_water=64 * KiB, low_water=4 * KiB, sync_every=4 * KiB)
+        h.sink.write(b"x" * 4 * KiB)
+        h.runner.fire()
+        h.runner.fire()
+        self.assertEqual(len(h.runner.pending), 1)  # the datasync
+        h.sink.abort()
+        self.assertEqual(len(h.staging_files()), 1)
+        h.runner.fire_all()
+        self.assertEqual(h.datasyncs(), 1)
+        self.assertEqual(h.staging_files(), [])
+
+    def test_failed_lane_fails_the_body(self) -> None:
+        """A write that fails in its lane fails the body with that error and leaves no file."""
+        h = self.harness(batch=4 * KiB, high_water=64 * KiB, low_water=4 * KiB)
+        h.sink.write(b"x" * 4 * KiB)
+        h.runner.fire_all()
+        self.assertEqual(len(h.staging_files()), 1)
+
+        def broken(data: bytes) -> None:
+            raise OSError(28, "No space left on device")
+
+        assert h.sink._staging is not None
+        h.sink._staging.write = broken  # type: ignore[method-assign]
+        h.sink.write(b"y" * 4 * KiB)
+        failures: list[Failure] = []
+        h.sink.close().addErrback(failures.append)
+        h.runner.fire_all()
+        self.assertEqual(len(failures), 1)
+        self.assertIsInstance(failures[0].value, OSError)
+        self.assertEqual(h.staging_files(), [])
+
+    def test_size_cap(self) -> None:
+        """Past the size cap, write raises EntityTooLarge."""
+        h = Harness(self.mktemp())
+        h.sink = StagingSink(h.blobs, h.runner, BodyChecks(max_size=10), lambda: None, lambda: None)
+        h.sink.write(b"x" * 10)
+        self.assertRaises(errors.EntityTooLarge, h.sink.write, b"y")
