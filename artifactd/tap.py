@@ -48,6 +48,8 @@ class Options(usage.Options):
 def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
+    from artifactd.memory import fix_mmap_threshold
     from artifactd.service import ArtifactdService
 
+    fix_mmap_threshold()
     return ArtifactdService(options.config, reactor)

@@ -1,0 +1,32 @@
+"""Keeping the daemon's memory flat under load.
+
+Request bodies pass through the disk pool in 1 MiB buffers, allocated and freed by many threads.
+glibc's malloc raises its mmap threshold to the size of the largest block freed (up to 32 MiB),
+after which such buffers come from per-thread heaps that keep the freed memory: resident memory
+then grows with the number of threads that ever held a buffer.  A fixed threshold keeps every
+buffer of 256 KiB or more in its own mapping, returned to the system when freed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
+MMAP_THRESHOLD = 256 * 1024
+
+
+def fix_mmap_threshold(threshold: int = MMAP_THRESHOLD) -> bool:
+    """Set glibc's mmap threshold (which also stops its dynamic adjustment); False where the C
+    library is not glibc or refuses."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    return bool(mallopt(M_MMAP_THRESHOLD, threshold))
