@@ -60,6 +60,14 @@ class S3Channel(http.HTTPChannel):
         self.MAX_LENGTH = max_head_bytes
 
     # ------------------------------------------------------------ the hooks
+    def connectionMade(self) -> None:
+        super().connectionMade()  # type: ignore[no-untyped-call]
+        # A response leaves in more than one write (head, body, the end of a stream): without
+        # TCP_NODELAY the last small write waits for the client's delayed ACK (up to 40 ms).
+        set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if set_no_delay is not None:
+            set_no_delay(True)
+
     def dataReceived(self, data: bytes) -> None:
         if self._refused:
             return  # the rest of a refused request: read and dropped until the client closes
