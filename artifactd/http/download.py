@@ -1,6 +1,9 @@
-"""Streaming an object's bytes (one or more blobs, optionally a byte range) to a request with a
-push producer that honours pause/resume.  Reactor thread; reads 64 KiB at a time from the blob
-files (page-cache reads, as twisted.web.static does)."""
+"""Sending an object's bytes (one or more blobs, optionally a byte range) to a request.
+
+A small body (at most :data:`SMALL_BODY` bytes) is read whole and written in one go
+(:func:`write_small`); a larger one is streamed by a push producer that honours pause/resume.
+Reactor thread; reads 64 KiB at a time from the blob files (page-cache reads, as
+twisted.web.static does)."""
 
 from __future__ import annotations
 
@@ -15,10 +18,54 @@ from artifactd.interfaces import IBlobStore
 from artifactd.storage.copying import Piece as Segment
 from artifactd.storage.copying import pieces as segments_for
 
-__all__ = ["CHUNK", "CHUNKS_PER_TURN", "BlobProducer", "Segment", "segments_for"]
+__all__ = [
+    "CHUNK",
+    "CHUNKS_PER_TURN",
+    "SMALL_BODY",
+    "BlobProducer",
+    "Segment",
+    "read_segments",
+    "segments_for",
+    "write_small",
+]
 
 CHUNK = 64 * 1024
 CHUNKS_PER_TURN = 32
+SMALL_BODY = 256 * 1024
+"""The largest body :func:`write_small` sends; a larger one is worth a producer."""
+
+
+def read_segments(blobs: IBlobStore, segments: list[Segment]) -> bytes:
+    """The bytes of ``segments``, in order; OSError if a blob is shorter than its record."""
+    out = []
+    for segment in segments:
+        with blobs.open_blob(segment.digest) as f:
+            f.seek(segment.offset)
+            data = f.read(segment.length)
+        if len(data) != segment.length:
+            raise OSError("blob shorter than its record")
+        out.append(data)
+    return b"".join(out)
+
+
+def write_small(request: Request, blobs: IBlobStore, segments: list[Segment]) -> None:
+    """Write the (small) body of ``segments`` and finish the request.
+
+    A blob that cannot be read aborts the connection, as :class:`BlobProducer` does (the head
+    announced a length the body cannot have), and the error is raised to the caller."""
+    try:
+        data = read_segments(blobs, segments)
+    except Exception:
+        _abort(request)
+        raise
+    request.write(data)
+    request.finish()
+
+
+def _abort(request: Request) -> None:
+    transport = getattr(request, "transport", None)
+    if transport is not None:
+        transport.abortConnection()  # a truncated body must not look complete
 
 
 @implementer(IPushProducer)
@@ -89,9 +136,7 @@ class BlobProducer:
             self._stopped = True
             self._close()
             self._request.unregisterProducer()
-            transport = getattr(self._request, "transport", None)
-            if transport is not None:
-                transport.abortConnection()  # a truncated body must not look complete
+            _abort(self._request)
             if not self.done.called:
                 self.done.errback(e)
 
