@@ -17,6 +17,7 @@ from artifactd.records import (
     Bucket,
     ListPage,
     ObjectRecord,
+    ObjectSummary,
     Part,
     Upload,
     UploadPage,
@@ -108,9 +109,15 @@ class IMetadataStore(Interface):
 
     def list_objects(
         bucket: str, prefix: str, delimiter: str, start_after: str, max_keys: int
-    ) -> ListPage:
+    ) -> ListPage[ObjectRecord]:
         """One page of keys greater than ``start_after`` under ``prefix`` in S3 (UTF-8 byte) order,
         rolling keys that contain ``delimiter`` after the prefix into common prefixes."""
+
+    def list_summaries(
+        bucket: str, prefix: str, delimiter: str, start_after: str, max_keys: int
+    ) -> ListPage[ObjectSummary]:
+        """The page :meth:`list_objects` returns, with each record's listing fields only (what
+        the listing APIs show; cheaper to read)."""
 
     def get_upload(bucket: str, key: str, upload_id: str) -> Upload | None:
         """The multipart upload, or None."""

@@ -24,6 +24,26 @@ def _default(value: object) -> str:
     return repr(value)
 
 
+_ENCODER = json.JSONEncoder(default=_default, ensure_ascii=False)
+
+
+def format_message(event: LogEvent) -> str:
+    """``formatEvent(event)``, without ``string.Formatter`` for the usual event.
+
+    A ``str`` format naming plain fields formats the same with ``str.format_map``: both format
+    each value with ``format(value, spec)`` after the same conversion and attribute/index
+    lookups.  Twisted's extras (``{callable()}``, flattened events) and every failure (a
+    missing field, a positional field) take ``formatEvent`` itself.
+    """
+    fmt = event.get("log_format")
+    if type(fmt) is str and "()" not in fmt and "log_flattened" not in event:
+        try:
+            return fmt.format_map(event)
+        except Exception:
+            pass
+    return formatEvent(event)
+
+
 def event_as_dict(event: LogEvent) -> dict[str, Any]:
     """The JSON-ready form of one event."""
     out: dict[str, Any] = {
@@ -32,7 +52,7 @@ def event_as_dict(event: LogEvent) -> dict[str, Any]:
         ).isoformat(timespec="milliseconds"),
         "level": event["log_level"].name if event.get("log_level") is not None else "info",
         "namespace": event.get("log_namespace", ""),
-        "msg": formatEvent(event),
+        "msg": format_message(event),
     }
     for key, value in event.items():
         if key.startswith("log_") or key in out or key in _SECRET_FIELDS:
@@ -52,7 +72,7 @@ def json_observer_to(stream: IO[str]) -> ILogObserver:
     @provider(ILogObserver)
     def observe(event: LogEvent) -> None:
         try:
-            line = json.dumps(event_as_dict(event), default=_default, ensure_ascii=False)
+            line = _ENCODER.encode(event_as_dict(event))
         except Exception as e:  # never let a bad field kill logging
             line = json.dumps({"level": "error", "msg": f"unloggable event: {e!r}"})
         stream.write(line + "\n")

@@ -7,6 +7,8 @@ value is a JSON object, so new fields read back with their defaults.
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
+
 from attrs import field, frozen
 
 
@@ -88,10 +90,25 @@ class Part:
 
 
 @frozen
-class ListPage:
+class ObjectSummary:
+    """What a listing shows of an object (a projection of its :class:`ObjectRecord`)."""
+
+    key: str
+    size: int
+    etag: str
+    last_modified: float
+    checksum_algorithm: str | None = None  # the record's checksum.algorithm
+    checksum_type: str | None = None
+
+
+Listed = TypeVar("Listed", ObjectRecord, ObjectSummary)
+
+
+@frozen
+class ListPage(Generic[Listed]):
     """One page of an object listing, in S3 order."""
 
-    objects: tuple[ObjectRecord, ...]
+    objects: tuple[Listed, ...]
     common_prefixes: tuple[str, ...]
     is_truncated: bool
     next_marker: str | None  # the last key or common prefix returned, when truncated

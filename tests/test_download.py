@@ -18,7 +18,16 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import Request
 from zope.interface.verify import verifyObject
 
-from artifactd.http.download import CHUNK, CHUNKS_PER_TURN, BlobProducer, Segment, segments_for
+from artifactd.http.download import (
+    CHUNK,
+    CHUNKS_PER_TURN,
+    SMALL_BODY,
+    BlobProducer,
+    Segment,
+    read_segments,
+    segments_for,
+    write_small,
+)
 from artifactd.interfaces import IBlobStore
 from artifactd.records import BlobRef, ObjectRecord
 from tests import strategies  # noqa: F401  (registers the deadline=None hypothesis profile)
@@ -278,6 +287,54 @@ class BlobProducerTests(SynchronousTestCase):
         self.assertTrue(self.request.transport.disconnected)
 
 
+class WriteSmallTests(SynchronousTestCase):
+    """The one-write path for small bodies: same bytes as the producer, one write, finished."""
+
+    def setup_blobs(self, *pieces: bytes) -> tuple[MemoryBlobs, list[BlobRef]]:
+        refs = [BlobRef(digest_of(p, i), len(p)) for i, p in enumerate(pieces)]
+        blobs = MemoryBlobs({r.digest: p for r, p in zip(refs, pieces, strict=True)})
+        return blobs, refs
+
+    @given(
+        pieces=st.lists(st.binary(min_size=1, max_size=300), min_size=1, max_size=4),
+        data=st.data(),
+    )
+    def test_any_range_of_any_split(self, pieces: list[bytes], data: st.DataObject) -> None:
+        """The bytes of any range of any multi-blob object, in one write, then finish."""
+        blobs, refs = self.setup_blobs(*pieces)
+        whole = b"".join(pieces)
+        start = data.draw(st.integers(0, len(whole) - 1))
+        length = data.draw(st.integers(1, len(whole) - start))
+        request = FakeRequest()
+        segments = segments_for(refs, start, length)
+        self.assertEqual(read_segments(cast(IBlobStore, blobs), segments), whole[start:][:length])
+        write_small(cast(Request, request), cast(IBlobStore, blobs), segments)
+        self.assertEqual(request.written, [whole[start:][:length]])
+        self.assertEqual(request.finished, 1)
+        self.assertIsNone(request.producer)
+        self.assertTrue(all(f.closed for _, f in blobs.opened))
+
+    def test_short_blob_aborts(self) -> None:
+        """A blob shorter than its record aborts the connection and raises; nothing is written."""
+        blobs, refs = self.setup_blobs(b"x" * 100)
+        blobs._short = {refs[0].digest}
+        request = FakeRequest()
+        with self.assertRaises(OSError):
+            write_small(cast(Request, request), cast(IBlobStore, blobs), segments_for(refs, 0, 100))
+        self.assertTrue(request.transport.disconnected)
+        self.assertEqual((request.written, request.finished), ([], 0))
+        self.assertTrue(all(f.closed for _, f in blobs.opened))
+
+    def test_missing_blob_aborts(self) -> None:
+        blobs, _ = self.setup_blobs(b"abc")
+        request = FakeRequest()
+        with self.assertRaises(KeyError):
+            write_small(
+                cast(Request, request), cast(IBlobStore, blobs), [Segment(digest_of(b"gone"), 0, 3)]
+            )
+        self.assertTrue(request.transport.disconnected)
+
+
 class DownloadThroughSiteTests(SynchronousTestCase):
     """The producer behind a real S3Request and HTTPChannel over a StringTransport."""
 
@@ -307,6 +364,28 @@ class DownloadThroughSiteTests(SynchronousTestCase):
                 parts_count=3,
             )
         )
+
+    def test_small_range_in_one_write(self) -> None:
+        """A small range is sent whole at once: no producer, no scheduled turn."""
+        start = len(self.pieces[0]) - 10
+        conn = self.h.connect()
+        conn.protocol.dataReceived(
+            signed_request(
+                "GET", key_path("bkt", "big"), headers={"Range": f"bytes={start}-{start + 14}"}
+            )
+        )
+        now = self.h.clock.seconds()
+        self.assertEqual([c for c in self.h.clock.getDelayedCalls() if c.getTime() <= now], [])
+        response = conn.response()
+        self.assertEqual(response.status, 206)
+        self.assertEqual(response.body, self.content[start : start + 15])
+
+    def test_largest_small_body(self) -> None:
+        """Bodies of SMALL_BODY bytes and one more (the producer's) are the same bytes."""
+        for length in (SMALL_BODY, SMALL_BODY + 1):
+            response = self.h.get("bkt", "big", headers={"Range": f"bytes=7-{6 + length}"})
+            self.assertEqual(response.status, 206)
+            self.assertEqual(response.body, self.content[7 : 7 + length])
 
     def test_multi_blob_object(self) -> None:
         """GET of a multi-blob object returns the blobs' bytes in order."""

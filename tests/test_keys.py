@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import attrs
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from artifactd.records import BlobRef, Bucket, ObjectRecord, Part, Upload
+from artifactd.records import (
+    BlobRef,
+    Bucket,
+    ChecksumValue,
+    ObjectRecord,
+    ObjectSummary,
+    Part,
+    Upload,
+)
 from artifactd.storage import keys as codec
 from tests.strategies import bucket_names, keys, metadata
 
@@ -165,3 +174,65 @@ class RoundTripTests(SynchronousTestCase):
         )
         record = codec.decode_object(raw)
         self.assertEqual(record, ObjectRecord("bkt", "k", 3, "e", "0" * 64, 1.5))
+
+
+def summary_of(record: ObjectRecord) -> ObjectSummary:
+    return ObjectSummary(
+        key=record.key,
+        size=record.size,
+        etag=record.etag,
+        last_modified=record.last_modified,
+        checksum_algorithm=record.checksum.algorithm if record.checksum else None,
+        checksum_type=record.checksum_type,
+    )
+
+
+_TRICKY = st.sampled_from(
+    ['"size":1,', '"etag":"x",', '"mtime":1,', '"ck":["a",', '"ckt":"B"}', '\\"', "\\", '"']
+)
+
+
+class SummaryTests(SynchronousTestCase):
+    """decode_summary reads a record's listing fields as decode_object does."""
+
+    @given(
+        _object_records,
+        st.none() | st.builds(ChecksumValue, st.sampled_from(["crc32", "sha256"]), _text),
+        st.none() | st.sampled_from(["FULL_OBJECT", "COMPOSITE"]) | _text,
+    )
+    def test_same_as_decode_object(
+        self, record: ObjectRecord, checksum: ChecksumValue | None, checksum_type: str | None
+    ) -> None:
+        record = attrs.evolve(record, checksum=checksum, checksum_type=checksum_type)
+        raw = codec.encode_object(record)
+        self.assertEqual(codec.decode_summary(record.key, raw), summary_of(record))
+
+    @given(
+        _object_records,
+        st.lists(st.tuples(_TRICKY, _TRICKY), max_size=3),
+        st.lists(_TRICKY, max_size=2).map("".join),
+    )
+    def test_field_names_inside_strings(
+        self, record: ObjectRecord, pairs: list[tuple[str, str]], etag_tail: str
+    ) -> None:
+        """Field names and quotes inside keys, metadata, tags or an odd etag change nothing."""
+        record = attrs.evolve(
+            record,
+            key=record.key + "".join(a for a, _ in pairs),
+            metadata=tuple(pairs),
+            tags=tuple(pairs),
+            etag=record.etag + etag_tail,
+        )
+        raw = codec.encode_object(record)
+        self.assertEqual(codec.decode_summary(record.key, raw), summary_of(record))
+
+    def test_other_encodings_fall_back(self) -> None:
+        """A record in another (older or hand-made) JSON form is decoded in full."""
+        raw = (
+            b'{"key": "k", "bucket": "b", "size": 3, "etag": "e", "sha256": "s",'
+            b' "mtime": 5, "ck": ["crc32", "AAAAAA=="], "ckt": "FULL_OBJECT"}'
+        )
+        self.assertEqual(
+            codec.decode_summary("k", raw),
+            ObjectSummary("k", 3, "e", 5.0, "crc32", "FULL_OBJECT"),
+        )

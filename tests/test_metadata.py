@@ -7,6 +7,7 @@ import itertools
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+import attrs
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
@@ -19,6 +20,7 @@ from artifactd.storage import keys as codec
 from artifactd.storage.kv import LevelDBKV, MemoryKV, OrderedKV
 from artifactd.storage.metadata import KVMetadataStore
 from tests.strategies import keys
+from tests.test_keys import summary_of
 
 if TYPE_CHECKING:
     _Base = SynchronousTestCase
@@ -345,6 +347,10 @@ class MetadataStoreTestsMixin(_Base):
         marker = ""
         for _ in range(len(expected) + 1):
             page = self.store.list_objects(bucket, prefix, delimiter, marker, max_keys)
+            summaries = self.store.list_summaries(bucket, prefix, delimiter, marker, max_keys)
+            self.assertEqual(
+                attrs.evolve(summaries, objects=tuple(map(summary_of, page.objects))), summaries
+            )
             self.assertEqual(list(page.objects), sorted(page.objects, key=lambda r: utf8(r.key)))
             self.assertEqual(list(page.common_prefixes), sorted(page.common_prefixes, key=utf8))
             got = _merge(page.objects, page.common_prefixes)

@@ -1,8 +1,11 @@
-"""Streaming an object's bytes (one or more blobs, optionally a byte range) to a request with a
-push producer that honours pause/resume.  Reactor thread.  Over plain TCP the bytes go from the
-page cache to the socket with ``os.sendfile`` (:mod:`artifactd.http.sendfile`) while the socket
-takes them; otherwise (TLS, a full socket) they are read 64 KiB at a time from the blob files
-(page-cache reads, as twisted.web.static does) and written to the transport."""
+"""Sending an object's bytes (one or more blobs, optionally a byte range) to a request.
+
+A small body (at most :data:`SMALL_BODY` bytes) is read whole and written in one go
+(:func:`write_small`); a larger one is streamed by a push producer that honours pause/resume.
+Reactor thread.  Over plain TCP the producer moves the bytes from the page cache to the socket
+with ``os.sendfile`` (:mod:`artifactd.http.sendfile`) while the socket takes them; otherwise
+(TLS, a full socket) it reads 64 KiB at a time from the blob files (page-cache reads, as
+twisted.web.static does) and writes them to the transport."""
 
 from __future__ import annotations
 
@@ -18,7 +21,16 @@ from artifactd.interfaces import IBlobStore
 from artifactd.storage.copying import Piece as Segment
 from artifactd.storage.copying import pieces as segments_for
 
-__all__ = ["CHUNK", "CHUNKS_PER_TURN", "BlobProducer", "Segment", "segments_for"]
+__all__ = [
+    "CHUNK",
+    "CHUNKS_PER_TURN",
+    "SMALL_BODY",
+    "BlobProducer",
+    "Segment",
+    "read_segments",
+    "segments_for",
+    "write_small",
+]
 
 CHUNK = 64 * 1024
 CHUNKS_PER_TURN = 32
@@ -26,6 +38,41 @@ CHUNKS_PER_TURN = 32
 # size, so the transport pauses the producer and resumes it once the socket has drained.
 SPILL = 2 * CHUNK
 SENDFILE_TURNS = CHUNKS_PER_TURN // 4  # four sendfile calls (up to 16 MiB) per reactor turn
+SMALL_BODY = 256 * 1024
+"""The largest body :func:`write_small` sends; a larger one is worth a producer."""
+
+
+def read_segments(blobs: IBlobStore, segments: list[Segment]) -> bytes:
+    """The bytes of ``segments``, in order; OSError if a blob is shorter than its record."""
+    out = []
+    for segment in segments:
+        with blobs.open_blob(segment.digest) as f:
+            f.seek(segment.offset)
+            data = f.read(segment.length)
+        if len(data) != segment.length:
+            raise OSError("blob shorter than its record")
+        out.append(data)
+    return b"".join(out)
+
+
+def write_small(request: Request, blobs: IBlobStore, segments: list[Segment]) -> None:
+    """Write the (small) body of ``segments`` and finish the request.
+
+    A blob that cannot be read aborts the connection, as :class:`BlobProducer` does (the head
+    announced a length the body cannot have), and the error is raised to the caller."""
+    try:
+        data = read_segments(blobs, segments)
+    except Exception:
+        _abort(request)
+        raise
+    request.write(data)
+    request.finish()
+
+
+def _abort(request: Request) -> None:
+    transport = getattr(request, "transport", None)
+    if transport is not None:
+        transport.abortConnection()  # a truncated body must not look complete
 
 
 @implementer(IPushProducer)
@@ -105,9 +152,7 @@ class BlobProducer:
             self._stopped = True
             self._close()
             self._request.unregisterProducer()
-            transport = getattr(self._request, "transport", None)
-            if transport is not None:
-                transport.abortConnection()  # a truncated body must not look complete
+            _abort(self._request)
             if not self.done.called:
                 self.done.errback(e)
 

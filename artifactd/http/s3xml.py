@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime
 import email.utils
+import functools
+import math
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping
@@ -24,38 +26,87 @@ Child = tuple[str, Any]  # (tag, text | list[Child] | None)
 
 
 def iso8601(ts: float) -> str:
-    """S3's timestamp form in XML: ``2026-11-28T01:02:03.000Z``."""
-    dt = datetime.datetime.fromtimestamp(ts, tz=datetime.UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    """S3's timestamp form in XML: ``2026-11-28T01:02:03.000Z``.
+
+    The instant is ``datetime.fromtimestamp(ts)``'s: rounded half-even to the microsecond, then
+    truncated to the millisecond."""
+    fraction, whole = math.modf(ts)
+    micros = round(fraction * 1e6)
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    elif micros < 0:
+        whole, micros = whole - 1, micros + 1_000_000
+    return f"{_iso8601_seconds(int(whole))}.{micros // 1000:03d}Z"
+
+
+@functools.lru_cache(maxsize=1024)
+def _iso8601_seconds(seconds: int) -> str:
+    return datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+@functools.lru_cache(maxsize=1024)
+def _http_date(seconds: int) -> str:
+    return email.utils.formatdate(seconds, usegmt=True)
 
 
 def http_date(ts: float) -> str:
     """RFC 7231 date for Last-Modified and Date headers."""
-    return email.utils.formatdate(int(ts), usegmt=True)
+    return _http_date(int(ts))
 
 
-def _fill(parent: ET.Element, children: Iterable[Child]) -> None:
-    for tag, value in children:
-        if value is None:
-            continue
-        el = ET.SubElement(parent, tag)
-        if isinstance(value, list):
-            _fill(el, value)
-        elif isinstance(value, bool):
-            el.text = "true" if value else "false"
+def _escape(text: str) -> str:
+    """Character data escaped as ElementTree escapes it."""
+    if "&" in text:
+        text = text.replace("&", "&amp;")
+    if "<" in text:
+        text = text.replace("<", "&lt;")
+    if ">" in text:
+        text = text.replace(">", "&gt;")
+    return text
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return _escape(str(value))
+
+
+def _render(out: list[str], tag: str, value: Any) -> None:
+    """Append ``<tag>value</tag>`` (``<tag />`` when empty) to ``out``."""
+    if isinstance(value, list):
+        out.append(f"<{tag}>")
+        mark = len(out)
+        for child_tag, child in value:
+            if child is not None:
+                _render(out, child_tag, child)
+        if len(out) == mark:
+            out[-1] = f"<{tag} />"
         else:
-            el.text = str(value)
+            out.append(f"</{tag}>")
+        return
+    text = _text(value)
+    out.append(f"<{tag}>{text}</{tag}>" if text else f"<{tag} />")
 
 
 def document(
     root: str, children: Iterable[Child], *, namespace: bool = True, text: str | None = None
 ) -> bytes:
-    """Serialise ``<root xmlns=...>children</root>`` with an XML declaration."""
-    el = ET.Element(root, {"xmlns": NS} if namespace else {})
-    el.text = text
-    _fill(el, children)
-    body: bytes = ET.tostring(el, encoding="utf-8", xml_declaration=False)
-    return _DECL + body
+    """Serialise ``<root xmlns=...>children</root>`` with an XML declaration.
+
+    Children are ``(tag, value)`` pairs; a value is text (``str()`` of it; booleans as
+    ``true``/``false``), a list of children, or None (left out).  The bytes are exactly those
+    ElementTree writes for the same tree (``tests/test_s3xml.py`` checks it)."""
+    head = f'<{root} xmlns="{NS}"' if namespace else f"<{root}"
+    out = [head + ">", _escape(text) if text else ""]
+    mark = len(out)
+    for tag, value in children:
+        if value is not None:
+            _render(out, tag, value)
+    if len(out) == mark and not text:
+        out = [head + " />"]
+    else:
+        out.append(f"</{root}>")
+    return _DECL + "".join(out).encode("utf-8", "xmlcharrefreplace")
 
 
 # Characters XML 1.0 cannot carry at all (not even as character references).

@@ -36,12 +36,14 @@ signature covers is what the server acts on.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from typing import NamedTuple
 from urllib.parse import quote, unquote_to_bytes
 
 from attrs import define, field, frozen
@@ -303,8 +305,7 @@ def canonical_trailer(fields: Iterable[tuple[bytes, bytes]]) -> bytes:
 # -- request parsing ---------------------------------------------------------------------------
 
 
-@frozen
-class _Param:
+class _Param(NamedTuple):
     raw_name: bytes
     raw_value: bytes
     name: bytes
@@ -328,13 +329,12 @@ class _Claim:
     expires: int | None
 
     def check_time(self, now: datetime) -> None:
-        server_time = _iso8601(now)
         if self.expires is None:
             if abs(now - self.request_time) > MAX_SKEW:
                 raise RequestTimeTooSkewed(
                     extra={
                         "RequestTime": self.raw_time,
-                        "ServerTime": server_time,
+                        "ServerTime": _iso8601(now),
                         "MaxAllowedSkewMilliseconds": str(MAX_SKEW // timedelta(milliseconds=1)),
                     }
                 )
@@ -348,7 +348,7 @@ class _Claim:
                 extra={
                     "X-Amz-Expires": str(self.expires),
                     "Expires": _iso8601(expiry),
-                    "ServerTime": server_time,
+                    "ServerTime": _iso8601(now),
                 },
             )
 
@@ -552,7 +552,17 @@ def _parse_amz_date(value: str) -> datetime | None:
     """Parse ``YYYYMMDDTHHMMSSZ``; ``None`` if ``value`` is not such a (valid) timestamp."""
     if _AMZ_DATE_RE.fullmatch(value):
         try:
-            return datetime.strptime(value, _AMZ_DATE_FORMAT).replace(tzinfo=UTC)
+            if not value.isascii():  # Unicode digits: as strptime reads them
+                return datetime.strptime(value, _AMZ_DATE_FORMAT).replace(tzinfo=UTC)
+            return datetime(
+                int(value[0:4]),
+                int(value[4:6]),
+                int(value[6:8]),
+                int(value[9:11]),
+                int(value[11:13]),
+                int(value[13:15]),
+                tzinfo=UTC,
+            )
         except ValueError:
             pass
     return None
@@ -632,14 +642,17 @@ def _string_to_sign(
 
 
 def _hmac(key: bytes, message: str) -> bytes:
-    return hmac.new(key, message.encode("utf-8"), hashlib.sha256).digest()
+    return hmac.digest(key, message.encode("utf-8"), "sha256")
 
 
 def _hmac_hex(key: bytes, message: str) -> str:
-    return hmac.new(key, message.encode("utf-8"), hashlib.sha256).hexdigest()
+    return hmac.digest(key, message.encode("utf-8"), "sha256").hex()
 
 
+@functools.lru_cache(maxsize=256)
 def _signing_key(secret: str, date: str, region: str, service: str) -> bytes:
+    """The derived key for one scope.  Memoised: it depends only on its arguments, and a client
+    signs many requests per day and region with one secret."""
     key = _hmac(("AWS4" + secret).encode("utf-8"), date)
     key = _hmac(key, region)
     key = _hmac(key, service)

@@ -17,9 +17,18 @@ records keep their meaning (``version_id`` null).
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
-from artifactd.records import BlobRef, Bucket, ChecksumValue, ObjectRecord, Part, Upload
+from artifactd.records import (
+    BlobRef,
+    Bucket,
+    ChecksumValue,
+    ObjectRecord,
+    ObjectSummary,
+    Part,
+    Upload,
+)
 
 BUCKET = b"B"
 OBJECT = b"O"
@@ -138,6 +147,48 @@ def decode_object(raw: bytes) -> ObjectRecord:
         checksum_type=d.get("ckt"),
         part_checksums=tuple(str(v) for v in d.get("pck", ())),
         tags=_pairs(d.get("tags")),
+    )
+
+
+# The listing fields of an encoded object record.  A record is one flat JSON object whose string
+# values nest only in lists, so ``"name":`` (an unescaped quote, the name, an unescaped quote and a
+# colon) occurs only where the record's own field ``name`` begins.
+_SIZE = re.compile(rb'"size":([0-9]+)[,}]')
+_ETAG = re.compile(rb'"etag":"([^"\\]*)"[,}]')
+_MTIME = re.compile(rb'"mtime":(-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)[,}]')
+_CK = re.compile(rb'"ck":(?:null|\["([^"\\]*)",)')
+_CKT = re.compile(rb'"ckt":(?:null|"([^"\\]*)")[,}]')
+
+
+def decode_summary(key: str, raw: bytes) -> ObjectSummary:
+    """The listing view of the object record ``raw`` stored under ``key``: the same values as
+    :func:`decode_object` gives, read without decoding the whole record when its fields have the
+    plain form :func:`encode_object` writes (else by :func:`decode_object`)."""
+    size, etag, mtime, ck, ckt = (
+        _SIZE.search(raw),
+        _ETAG.search(raw),
+        _MTIME.search(raw),
+        _CK.search(raw),
+        _CKT.search(raw),
+    )
+    if size is None or etag is None or mtime is None or ck is None or ckt is None:
+        record = decode_object(raw)
+        return ObjectSummary(
+            key=key,
+            size=record.size,
+            etag=record.etag,
+            last_modified=record.last_modified,
+            checksum_algorithm=record.checksum.algorithm if record.checksum else None,
+            checksum_type=record.checksum_type,
+        )
+    algorithm, checksum_type = ck.group(1), ckt.group(1)
+    return ObjectSummary(
+        key=key,
+        size=int(size.group(1)),
+        etag=etag.group(1).decode(),
+        last_modified=float(mtime.group(1)),
+        checksum_algorithm=algorithm.decode() if algorithm is not None else None,
+        checksum_type=checksum_type.decode() if checksum_type is not None else None,
     )
 
 

@@ -20,7 +20,16 @@ from zope.interface import implementer
 from artifactd import errors
 from artifactd.interfaces import IMetadataStore
 from artifactd.preconditions import WriteCondition, check_write
-from artifactd.records import Bucket, ListPage, ObjectRecord, Part, Upload, UploadPage
+from artifactd.records import (
+    Bucket,
+    Listed,
+    ListPage,
+    ObjectRecord,
+    ObjectSummary,
+    Part,
+    Upload,
+    UploadPage,
+)
 from artifactd.storage import keys
 from artifactd.storage.kv import OrderedKV, Overlay, Reader
 
@@ -81,11 +90,29 @@ class KVMetadataStore:
 
     def list_objects(
         self, bucket: str, prefix: str, delimiter: str, start_after: str, max_keys: int
-    ) -> ListPage:
+    ) -> ListPage[ObjectRecord]:
+        return self._list(
+            bucket, prefix, delimiter, start_after, max_keys, lambda _, raw: keys.decode_object(raw)
+        )
+
+    def list_summaries(
+        self, bucket: str, prefix: str, delimiter: str, start_after: str, max_keys: int
+    ) -> ListPage[ObjectSummary]:
+        return self._list(bucket, prefix, delimiter, start_after, max_keys, keys.decode_summary)
+
+    def _list(
+        self,
+        bucket: str,
+        prefix: str,
+        delimiter: str,
+        start_after: str,
+        max_keys: int,
+        decode: Callable[[str, bytes], Listed],
+    ) -> ListPage[Listed]:
         base = keys.object_prefix(bucket)
         if max_keys <= 0:
             return ListPage((), (), False, None)
-        objects: list[ObjectRecord] = []
+        objects: list[Listed] = []
         prefixes: list[str] = []
         with self._kv.snapshot() as reader:
             entries = _rolled_up(
@@ -98,7 +125,7 @@ class KVMetadataStore:
                 if value is None:
                     prefixes.append(name)
                 else:
-                    objects.append(keys.decode_object(value))
+                    objects.append(decode(name, value))
                 last = name
         return ListPage(tuple(objects), tuple(prefixes), False, None)
 

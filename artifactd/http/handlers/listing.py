@@ -45,7 +45,7 @@ class ListingHandlers(HandlerBase):
                 start_after = decode_token(token)
         else:
             start_after = q.get("marker", "")
-        page = self._meta.list_objects(
+        page = self._meta.list_summaries(
             bucket.name, prefix, delimiter, start_after, min(max_keys, 1000)
         )
         contents: list[Child] = []
@@ -56,9 +56,7 @@ class ListingHandlers(HandlerBase):
                 ("ETag", f'"{o.etag}"'),
                 ("Size", o.size),
                 ("StorageClass", "STANDARD"),
-                *integrity.listing_elements(
-                    o.checksum.algorithm if o.checksum else None, o.checksum_type
-                ),
+                *integrity.listing_elements(o.checksum_algorithm, o.checksum_type),
             ]
             if not v2 or q.get("fetch-owner") == "true":
                 entry.append(("Owner", s3xml.owner()))

@@ -13,7 +13,7 @@ from twisted.web.server import Request
 from artifactd import errors, integrity, preconditions
 from artifactd.http import conditions, reads, tagging
 from artifactd.http.context import RequestContext
-from artifactd.http.download import BlobProducer, segments_for
+from artifactd.http.download import SMALL_BODY, BlobProducer, segments_for, write_small
 from artifactd.http.handlers.base import HandlerBase, header, lower_headers, object_headers
 from artifactd.http.s3xml import http_date
 from artifactd.records import BlobRef, ObjectRecord
@@ -101,12 +101,11 @@ class ObjectHandlers(HandlerBase):
         request.setHeader(b"content-length", b"%d" % length)
         if ctx.method == "HEAD" or length == 0:
             return b""
-        producer = BlobProducer(
-            cast(Request, request),
-            self._engine.blobs,
-            segments_for(record.blobs, start, length),
-            self._clock,
-        )
+        segments = segments_for(record.blobs, start, length)
+        if length <= SMALL_BODY:
+            write_small(cast(Request, request), self._engine.blobs, segments)
+            return None
+        producer = BlobProducer(cast(Request, request), self._engine.blobs, segments, self._clock)
         with contextlib.suppress(ConnectionLost, ConnectionDone):
             await producer.start()
         return None

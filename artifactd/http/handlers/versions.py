@@ -35,7 +35,7 @@ class VersionHandlers(HandlerBase):
         version_id_marker = q.get("version-id-marker", "")
         check_version_marker(key_marker, version_id_marker)
         # One version per key, so "after key K" and "after K's version null" are the same point.
-        page = self._meta.list_objects(
+        page = self._meta.list_summaries(
             bucket.name, prefix, delimiter, key_marker, min(max_keys, 1000)
         )
         children: list[Child] = [
@@ -63,9 +63,7 @@ class VersionHandlers(HandlerBase):
                     ("IsLatest", True),
                     ("LastModified", iso8601(o.last_modified)),
                     ("ETag", f'"{o.etag}"'),
-                    *integrity.listing_elements(
-                        o.checksum.algorithm if o.checksum else None, o.checksum_type
-                    ),
+                    *integrity.listing_elements(o.checksum_algorithm, o.checksum_type),
                     ("Size", o.size),
                     ("StorageClass", "STANDARD"),
                     ("Owner", s3xml.owner()),

@@ -1,0 +1,142 @@
+"""The JSON Lines observer: its message fast path renders exactly what ``formatEvent`` does."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+from twisted.logger import LogLevel, formatEvent
+from twisted.trial.unittest import SynchronousTestCase
+
+from artifactd.logs import event_as_dict, format_message, json_observer_to
+
+ACCESS_FORMAT = "{action} {status} {method} {resource} {duration_ms}ms {request_id}"
+
+_NAMES = st.sampled_from(["action", "status", "key", "missing", "log_level", "x"])
+_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True),
+    st.text(),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.sampled_from(["a", "b"]), st.integers(), max_size=2),
+)
+_FIELDS = st.one_of(
+    _NAMES,
+    st.builds(lambda n, c: f"{n}!{c}", _NAMES, st.sampled_from("rsa")),
+    st.builds(lambda n, s: f"{n}:{s}", _NAMES, st.sampled_from([">8", ".2f", "d", "x", "", "{x}"])),
+    st.builds(lambda n, a: f"{n}.{a}", _NAMES, st.sampled_from(["real", "upper", "nope"])),
+    st.builds(lambda n, i: f"{n}[{i}]", _NAMES, st.sampled_from(["0", "a", "1"])),
+    st.sampled_from(["", "0", "x()", "action()", "x.upper()"]),
+)
+_PIECES = st.one_of(
+    st.text(alphabet=st.characters(blacklist_characters="{}"), max_size=5),
+    st.sampled_from(["{{", "}}", "{", "}", "()"]),
+    st.builds(lambda f: "{" + f + "}", _FIELDS),
+)
+_FORMATS = st.one_of(
+    st.lists(_PIECES, max_size=6).map("".join), st.none(), st.binary(max_size=5), st.integers()
+)
+
+
+def access_event(**fields: Any) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "log_format": ACCESS_FORMAT,
+        "log_level": LogLevel.info,
+        "log_namespace": "artifactd.access",
+        "log_time": 1764300000.5,
+        "action": "GetObject",
+        "status": 200,
+        "method": "GET",
+        "resource": "/bucket/key",
+        "duration_ms": 1.25,
+        "request_id": "0123456789ABCDEF",
+    }
+    event.update(fields)
+    return event
+
+
+class FormatMessageTests(SynchronousTestCase):
+    def test_access_event(self) -> None:
+        event = access_event()
+        self.assertEqual(
+            format_message(event), "GetObject 200 GET /bucket/key 1.25ms 0123456789ABCDEF"
+        )
+        self.assertEqual(format_message(event), formatEvent(event))
+
+    def test_callable_field(self) -> None:
+        event = {"log_format": "{x()} {y}", "x": lambda: "called", "y": 1}
+        self.assertEqual(format_message(event), "called 1")
+
+    def test_unformattable(self) -> None:
+        event = {"log_format": "{missing}"}
+        self.assertEqual(format_message(event), formatEvent(event))
+        self.assertIn("Unable to format event", format_message(event))
+
+    @given(
+        fmt=_FORMATS,
+        values=st.dictionaries(_NAMES, _VALUES, max_size=4),
+        callable_x=st.booleans(),
+    )
+    def test_same_as_format_event(
+        self, fmt: object, values: dict[str, Any], callable_x: bool
+    ) -> None:
+        event: dict[str, Any] = {"log_format": fmt, **values}
+        if callable_x:
+            event["x"] = lambda: "called"
+        expected = formatEvent(event)
+        got = format_message(event)
+        if "Unable to format event" in expected:
+            # the generic text names the exception's repr, whose object ids differ per call
+            self.assertIn("Unable to format event", got)
+        else:
+            self.assertEqual(got, expected)
+
+    @given(
+        action=st.text(),
+        status=st.integers(),
+        method=st.one_of(st.none(), st.text()),
+        resource=st.text(),
+        duration=st.floats(),
+        request_id=st.text(),
+    )
+    def test_access_events(
+        self,
+        action: str,
+        status: int,
+        method: str | None,
+        resource: str,
+        duration: float,
+        request_id: str,
+    ) -> None:
+        event = access_event(
+            action=action,
+            status=status,
+            method=method,
+            resource=resource,
+            duration_ms=duration,
+            request_id=request_id,
+        )
+        self.assertEqual(format_message(event), formatEvent(event))
+
+
+class ObserverTests(SynchronousTestCase):
+    def test_one_json_line_per_event(self) -> None:
+        stream = io.StringIO()
+        observe = json_observer_to(stream)
+        event = access_event(key="k\u00e9", secret="s3cr3t", obj=object)
+        observe(event)
+        line = stream.getvalue()
+        self.assertTrue(line.endswith("\n"))
+        self.assertEqual(line.count("\n"), 1)
+        decoded = json.loads(line)
+        self.assertEqual(decoded["msg"], formatEvent(event))
+        self.assertEqual(decoded["key"], "k\u00e9")
+        self.assertIn("k\u00e9", line)  # not \\u-escaped
+        self.assertEqual(decoded["obj"], repr(object))
+        self.assertNotIn("secret", decoded)
+        self.assertEqual(decoded, json.loads(json.dumps(event_as_dict(event), default=repr)))

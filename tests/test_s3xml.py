@@ -1,0 +1,107 @@
+"""S3 XML rendering: the string renderer writes exactly the bytes ElementTree writes, and the
+timestamp helpers match their ``datetime`` / ``email.utils`` definitions."""
+
+from __future__ import annotations
+
+import datetime
+import email.utils
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+
+from artifactd.http import s3xml
+from tests import strategies  # noqa: F401  (registers the deadline=None hypothesis profile)
+
+
+def _fill(parent: ET.Element, children: Iterable[s3xml.Child]) -> None:
+    for tag, value in children:
+        if value is None:
+            continue
+        el = ET.SubElement(parent, tag)
+        if isinstance(value, list):
+            _fill(el, value)
+        elif isinstance(value, bool):
+            el.text = "true" if value else "false"
+        else:
+            el.text = str(value)
+
+
+def reference_document(
+    root: str, children: Iterable[s3xml.Child], *, namespace: bool = True, text: str | None = None
+) -> bytes:
+    """The ElementTree serialisation ``s3xml.document`` used to be."""
+    el = ET.Element(root, {"xmlns": s3xml.NS} if namespace else {})
+    el.text = text
+    _fill(el, children)
+    body: bytes = ET.tostring(el, encoding="utf-8", xml_declaration=False)
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + body
+
+
+_TAGS = st.sampled_from(["Key", "Size", "Contents", "Prefix", "A"])
+_TEXT = st.text(alphabet=st.sampled_from(["a", "&", "<", ">", '"', "\n", "é", "\ud800", " ", "0"]))
+_LEAVES = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), _TEXT)
+_VALUES: st.SearchStrategy[Any] = st.recursive(
+    _LEAVES, lambda inner: st.lists(st.tuples(_TAGS, inner), max_size=4), max_leaves=12
+)
+_CHILDREN = st.lists(st.tuples(_TAGS, _VALUES), max_size=5)
+
+
+def reference_iso8601(ts: float) -> str:
+    dt = datetime.datetime.fromtimestamp(ts, tz=datetime.UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+class DocumentTests(SynchronousTestCase):
+    @given(
+        children=_CHILDREN,
+        namespace=st.booleans(),
+        text=st.one_of(st.none(), _TEXT),
+    )
+    def test_same_bytes_as_elementtree(
+        self, children: list[s3xml.Child], namespace: bool, text: str | None
+    ) -> None:
+        self.assertEqual(
+            s3xml.document("Root", children, namespace=namespace, text=text),
+            reference_document("Root", children, namespace=namespace, text=text),
+        )
+
+    def test_listing_shape(self) -> None:
+        children: list[s3xml.Child] = [
+            ("Name", "b"),
+            ("Prefix", ""),
+            ("IsTruncated", False),
+            ("Contents", [("Key", "a&b<c>"), ("Size", 3), ("Owner", s3xml.owner())]),
+            ("CommonPrefixes", [("Prefix", None)]),
+        ]
+        self.assertEqual(
+            s3xml.document("ListBucketResult", children),
+            reference_document("ListBucketResult", children),
+        )
+
+    def test_empty(self) -> None:
+        self.assertEqual(
+            s3xml.document("VersioningConfiguration", []),
+            reference_document("VersioningConfiguration", []),
+        )
+
+
+class TimestampTests(SynchronousTestCase):
+    @given(st.floats(min_value=-62135596800.0, max_value=253402300799.0))
+    def test_iso8601(self, ts: float) -> None:
+        try:
+            expected = reference_iso8601(ts)
+        except (OverflowError, ValueError, OSError):
+            return
+        self.assertEqual(s3xml.iso8601(ts), expected)
+
+    def test_iso8601_rounding(self) -> None:
+        for ts in (0.0, 0.0005, 0.9995, 0.9999995, 1764300000.123456, 1764300000.9999996):
+            self.assertEqual(s3xml.iso8601(ts), reference_iso8601(ts))
+
+    @given(st.floats(min_value=0, max_value=253402300799.0))
+    def test_http_date(self, ts: float) -> None:
+        self.assertEqual(s3xml.http_date(ts), email.utils.formatdate(int(ts), usegmt=True))
