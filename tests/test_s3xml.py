@@ -13,7 +13,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from artifactd import integrity
 from artifactd.http import s3xml
+from artifactd.records import ObjectSummary
 from tests import strategies  # noqa: F401  (registers the deadline=None hypothesis profile)
 
 
@@ -86,6 +88,48 @@ class DocumentTests(SynchronousTestCase):
         self.assertEqual(
             s3xml.document("VersioningConfiguration", []),
             reference_document("VersioningConfiguration", []),
+        )
+
+
+_SUMMARIES = st.builds(
+    ObjectSummary,
+    key=_TEXT.filter(lambda k: bool(k) and "\ud800" not in k),  # keys are valid UTF-8
+    size=st.integers(0, 5 * 2**40),
+    etag=st.one_of(st.text("0123456789abcdef-", max_size=40), _TEXT),
+    last_modified=st.floats(0, 4e9),
+    checksum_algorithm=st.one_of(st.none(), st.sampled_from(["crc32", "crc64nvme", "sha256"])),
+    checksum_type=st.one_of(st.none(), st.sampled_from(["COMPOSITE", "FULL_OBJECT"])),
+)
+
+
+class ContentsTests(SynchronousTestCase):
+    @given(
+        st.lists(_SUMMARIES, max_size=5),
+        st.sampled_from([None, "url"]),
+        st.booleans(),
+    )
+    def test_same_as_generic_children(
+        self, objects: list[ObjectSummary], encoding: str | None, owner: bool
+    ) -> None:
+        """The one-pass ``<Contents>`` renderer writes what ElementTree writes for the same
+        entries built as generic children (the shape ListObjects had before)."""
+        entries: list[s3xml.Child] = []
+        for o in objects:
+            entry: list[s3xml.Child] = [
+                ("Key", s3xml.encode_key(o.key, encoding)),
+                ("LastModified", s3xml.iso8601(o.last_modified)),
+                ("ETag", f'"{o.etag}"'),
+                ("Size", o.size),
+                ("StorageClass", "STANDARD"),
+                *integrity.listing_elements(o.checksum_algorithm, o.checksum_type),
+            ]
+            if owner:
+                entry.append(("Owner", s3xml.owner()))
+            entries.append(("Contents", entry))
+        fast = [("IsTruncated", False), ("Contents", s3xml.contents(objects, encoding, owner))]
+        self.assertEqual(
+            s3xml.document("ListBucketResult", fast),
+            reference_document("ListBucketResult", [("IsTruncated", False), *entries]),
         )
 
 

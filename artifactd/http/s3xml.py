@@ -16,7 +16,8 @@ from urllib.parse import quote
 import defusedxml
 import defusedxml.ElementTree as SafeET
 
-from artifactd import errors
+from artifactd import errors, integrity
+from artifactd.records import ObjectSummary
 
 NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 OWNER_ID = "artifactd"
@@ -71,8 +72,15 @@ def _text(value: Any) -> str:
     return _escape(str(value))
 
 
+class Raw(str):
+    """Markup already rendered: a child ``(anything, Raw(...))`` is written as it is."""
+
+
 def _render(out: list[str], tag: str, value: Any) -> None:
     """Append ``<tag>value</tag>`` (``<tag />`` when empty) to ``out``."""
+    if isinstance(value, Raw):
+        out.append(value)
+        return
     if isinstance(value, list):
         out.append(f"<{tag}>")
         mark = len(out)
@@ -134,11 +142,39 @@ def owner() -> list[Child]:
     return [("ID", OWNER_ID), ("DisplayName", OWNER_ID)]
 
 
+def contents(objects: Iterable[ObjectSummary], encoding_type: str | None, owner: bool) -> Raw:
+    """The ``<Contents>`` entries of a ListBucketResult, rendered in one pass (a page holds up to
+    1000): the same markup :func:`document` writes for the children ``Key``, ``LastModified``,
+    ``ETag``, ``Size``, ``StorageClass``, the checksum pair when there is one, and ``Owner`` when
+    ``owner``."""
+    owned = f"<Owner><ID>{OWNER_ID}</ID><DisplayName>{OWNER_ID}</DisplayName></Owner>"
+    tail = "<StorageClass>STANDARD</StorageClass>"
+    out = []
+    for o in objects:
+        checksum = ""
+        if o.checksum_algorithm is not None:
+            algorithm, kind = integrity.listing_elements(o.checksum_algorithm, o.checksum_type)
+            checksum = (
+                f"<ChecksumAlgorithm>{_escape(algorithm[1])}</ChecksumAlgorithm>"
+                f"<ChecksumType>{_escape(kind[1])}</ChecksumType>"
+            )
+        out.append(
+            f"<Contents><Key>{_escape(encode_key(o.key, encoding_type))}</Key>"
+            f"<LastModified>{iso8601(o.last_modified)}</LastModified>"
+            f'<ETag>"{_escape(o.etag)}"</ETag><Size>{o.size}</Size>{tail}{checksum}'
+            f"{owned if owner else ''}</Contents>"
+        )
+    return Raw("".join(out))
+
+
 def encode_key(key: str, encoding_type: str | None) -> str:
     """Keys in listings, URL-encoded when the client asked for ``encoding-type=url``."""
-    if encoding_type == "url":
+    if encoding_type == "url" and not _URL_SAFE_KEY.fullmatch(key):
         return quote(key, safe="/~-_.")
     return key
+
+
+_URL_SAFE_KEY = re.compile("[A-Za-z0-9/~._-]*")  # what quote(key, safe="/~-_.") leaves as it is
 
 
 # ------------------------------------------------------------------ parsing

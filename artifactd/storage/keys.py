@@ -106,22 +106,23 @@ def decode_bucket(raw: bytes) -> Bucket:
 
 
 def encode_object(record: ObjectRecord) -> bytes:
+    # The fields a listing shows come first, so decode_summary reads them at a fixed place.
     return _dump(
         {
-            "bucket": record.bucket,
-            "key": record.key,
             "size": record.size,
             "etag": record.etag,
-            "sha256": record.sha256,
             "mtime": record.last_modified,
+            "ck": _checksum_out(record.checksum),
+            "ckt": record.checksum_type,
+            "bucket": record.bucket,
+            "key": record.key,
+            "sha256": record.sha256,
             "ctype": record.content_type,
             "headers": [list(p) for p in record.headers],
             "meta": [list(p) for p in record.metadata],
             "blobs": [[b.digest, b.size] for b in record.blobs],
             "parts": record.parts_count,
             "vid": record.version_id,
-            "ck": _checksum_out(record.checksum),
-            "ckt": record.checksum_type,
             "pck": list(record.part_checksums),
             "tags": [list(p) for p in record.tags],
         }
@@ -160,10 +161,33 @@ _CK = re.compile(rb'"ck":(?:null|\["([^"\\]*)",)')
 _CKT = re.compile(rb'"ckt":(?:null|"([^"\\]*)")[,}]')
 
 
+# The usual case in one anchored match: a record as encode_object writes it (listing fields
+# first).
+_PLAIN = re.compile(
+    rb'\{"size":([0-9]+),"etag":"([^"\\]*)",'
+    rb'"mtime":([-+.0-9eE]+),"ck":(?:null|\["([^"\\]*)","[^"\\]*"\]),'
+    rb'"ckt":(?:null|"([^"\\]*)"),'
+)
+
+
 def decode_summary(key: str, raw: bytes) -> ObjectSummary:
     """The listing view of the object record ``raw`` stored under ``key``: the same values as
     :func:`decode_object` gives, read without decoding the whole record when its fields have the
     plain form :func:`encode_object` writes (else by :func:`decode_object`)."""
+    plain = _PLAIN.match(raw)
+    if plain is not None:
+        size, etag, mtime, algorithm, checksum_type = plain.groups()
+        try:
+            return ObjectSummary(
+                key,
+                int(size),
+                etag.decode(),
+                float(mtime),
+                None if algorithm is None else algorithm.decode(),
+                None if checksum_type is None else checksum_type.decode(),
+            )
+        except ValueError:  # not a number json.dumps would write: take the long way
+            pass
     size, etag, mtime, ck, ckt = (
         _SIZE.search(raw),
         _ETAG.search(raw),

@@ -48,19 +48,7 @@ class ListingHandlers(HandlerBase):
         page = self._meta.list_summaries(
             bucket.name, prefix, delimiter, start_after, min(max_keys, 1000)
         )
-        contents: list[Child] = []
-        for o in page.objects:
-            entry: list[Child] = [
-                ("Key", encode_key(o.key, encoding)),
-                ("LastModified", iso8601(o.last_modified)),
-                ("ETag", f'"{o.etag}"'),
-                ("Size", o.size),
-                ("StorageClass", "STANDARD"),
-                *integrity.listing_elements(o.checksum_algorithm, o.checksum_type),
-            ]
-            if not v2 or q.get("fetch-owner") == "true":
-                entry.append(("Owner", s3xml.owner()))
-            contents.append(("Contents", entry))
+        owner = not v2 or q.get("fetch-owner") == "true"
         children: list[Child] = [
             ("Name", bucket.name),
             ("Prefix", encode_key(prefix, encoding)),
@@ -83,7 +71,7 @@ class ListingHandlers(HandlerBase):
         if encoding:
             children.append(("EncodingType", encoding))
         children.append(("IsTruncated", page.is_truncated))
-        children.extend(contents)
+        children.append(("Contents", s3xml.contents(page.objects, encoding, owner)))
         children.extend(
             ("CommonPrefixes", [("Prefix", encode_key(p, encoding))]) for p in page.common_prefixes
         )
