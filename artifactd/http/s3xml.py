@@ -37,12 +37,15 @@ def iso8601(ts: float) -> str:
         whole, micros = whole + 1, micros - 1_000_000
     elif micros < 0:
         whole, micros = whole - 1, micros + 1_000_000
-    return f"{_iso8601_seconds(int(whole))}.{micros // 1000:03d}Z"
+    minute, second = divmod(int(whole), 60)
+    return f"{_iso8601_minute(minute)}:{second:02d}.{micros // 1000:03d}Z"
 
 
-@functools.lru_cache(maxsize=1024)
-def _iso8601_seconds(seconds: int) -> str:
-    return datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+@functools.lru_cache(maxsize=4096)
+def _iso8601_minute(minute: int) -> str:
+    """``YYYY-MM-DDTHH:MM`` of a minute since the epoch (a listing's objects share few)."""
+    moment = datetime.datetime.fromtimestamp(minute * 60, tz=datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M")
 
 
 @functools.lru_cache(maxsize=1024)
