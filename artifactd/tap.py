@@ -4,6 +4,7 @@ data directory in ``startService``, after twistd has daemonised and dropped priv
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 from twisted.application.service import IService
@@ -45,6 +46,9 @@ class Options(usage.Options):
         self.config: Config = build_config(file_values, overrides, os.environ)
 
 
+SWITCH_INTERVAL = 0.001
+
+
 def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
@@ -52,4 +56,8 @@ def makeService(options: Options) -> IService:
     from artifactd.service import ArtifactdService
 
     fix_mmap_threshold()
+    # Disk-pool threads hash 1 MiB at a time with the GIL released and then wait for it again;
+    # with the default 5 ms switch interval they wait behind the reactor thread for longer than
+    # the hashing took (a 1 GiB PUT: 255 -> 380 MiB/s with 1 ms).
+    sys.setswitchinterval(SWITCH_INTERVAL)
     return ArtifactdService(options.config, reactor)
