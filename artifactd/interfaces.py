@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import BinaryIO
 
-from zope.interface import Interface
+from zope.interface import Attribute, Interface
 
 from artifactd.preconditions import WriteCondition
 from artifactd.records import (
@@ -35,8 +35,11 @@ class IStagingFile(Interface):
         another thread while ``write`` appends.  Only an optimisation: ``sync`` is what makes
         the file durable."""
 
+    synced = Attribute("Whether sync() has made the file durable (bool).")
+
     def sync() -> None:
-        """Flush and fsync the bytes written so far; after this the file is durable."""
+        """Flush and fsync the bytes written so far; after this the file is durable.  Once
+        synced, the file takes no more writes and further calls do nothing."""
 
     def discard() -> None:
         """Close and delete the staging file.  Idempotent."""
@@ -53,7 +56,11 @@ class IBlobStore(Interface):
         """Create a new staging file on the same filesystem as the blobs."""
 
     def commit(staging: IStagingFile, digest: str) -> bool:
-        """Make a synced staging file the blob ``digest``, durably (rename, fsync the directory).
+        """Make a staging file the blob ``digest``, durably (rename, fsync the directory).
+
+        A staging file not synced yet is synced by the commit: at once outside a group; inside
+        one, together with the group's directories before the group ends (its rename may come
+        first: a blob whose metadata never got written is an orphan that recovery removes).
 
         If the blob already exists the staging file is discarded instead.  Returns whether a new
         blob was created.  Must be called with the engine's commit lock held so that it cannot race

@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Callable
 from typing import IO, Any, ParamSpec, TypeVar
 
 from twisted.application.service import Service
 from twisted.internet import endpoints
 from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
 from twisted.internet.interfaces import IListeningPort, IReactorCore, IReactorTime
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
-from twisted.python.threadpool import ThreadPool
 
 from artifactd import credentials
 from artifactd.config import Config
+from artifactd.diskpool import DiskPool
 from artifactd.expiry import UploadExpiry
 from artifactd.http.api import S3Api
 from artifactd.http.gate import Gate
@@ -52,7 +50,7 @@ class ArtifactdService(Service):
         self.config = config
         self._reactor = reactor
         self._lock_file: IO[bytes] | None = None
-        self._pool: ThreadPool | None = None
+        self._pool: DiskPool | None = None
         self._meta: KVMetadataStore | None = None
         self._ports: list[IListeningPort] = []
         self._expiry: UploadExpiry | None = None
@@ -68,12 +66,9 @@ class ArtifactdService(Service):
         os.makedirs(layout.root, mode=0o750, exist_ok=True)
         self._lock(layout.lock)
         pair = self._credentials(layout)
-        pool = ThreadPool(minthreads=1, maxthreads=config.disk_threads, name="artifactd-disk")
-        pool.start()
+        pool = DiskPool(self._reactor, config.disk_threads)
         self._pool = pool
-
-        def run(f: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
-            return deferToThreadPool(self._reactor, pool, f, *args, **kwargs)
+        run = pool.run
 
         blobs = FileBlobStore(layout)
         blobs.prepare()

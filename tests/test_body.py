@@ -82,7 +82,13 @@ class StagingSinkTests(SynchronousTestCase):
     def test_background_datasync(self) -> None:
         """Every sync_every bytes a datasync starts beside the writes; close waits for it before
         the final fsync."""
-        h = self.harness(batch=4 * KiB, high_water=64 * KiB, low_water=4 * KiB, sync_every=4 * KiB)
+        h = self.harness(
+            batch=4 * KiB,
+            high_water=64 * KiB,
+            low_water=4 * KiB,
+            sync_every=4 * KiB,
+            sync_in_commit_max=0,
+        )
         h.sink.write(b"a" * 4 * KiB)
         h.sink.write(b"b" * 4 * KiB)
         self.assertEqual(len(h.runner.pending), 2)  # the first batch: both lanes at once
@@ -97,6 +103,19 @@ class StagingSinkTests(SynchronousTestCase):
         self.assertEqual(h.fs.operations()[-1], "fsync_fd")
         self.assertEqual(results[0].size, 8 * KiB)
         results[0].staging.discard()
+
+    def test_small_body_left_for_the_commit_to_sync(self) -> None:
+        """A body up to sync_in_commit_max is verified but not synced: its commit syncs it with
+        the rest of its group.  A larger one is synced before the sink hands it over."""
+        for size, synced in [(8 * KiB, False), (8 * KiB + 1, True)]:
+            h = self.harness(batch=64 * KiB, sync_in_commit_max=8 * KiB)
+            h.sink.write(b"s" * size)
+            results: list[StagedBody] = []
+            h.sink.close().addCallback(results.append)
+            h.runner.fire_all()
+            self.assertEqual(results[0].staging.synced, synced, size)
+            self.assertEqual("fsync_fd" in h.fs.operations(), synced, size)
+            results[0].staging.discard()
 
     def test_abort_waits_for_the_datasync(self) -> None:
         """A body abandoned while a datasync runs loses its staging file once the datasync is

@@ -17,7 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from artifactd import errors
 from artifactd.preconditions import WriteCondition
 from artifactd.records import Bucket
-from artifactd.storage.engine import Engine
+from artifactd.storage.engine import Engine, StagedBody
 from artifactd.storage.kv import MemoryKV, Overlay
 from artifactd.testing import RecordingFileSystem, build_engine
 from tests.test_engine import simple_record, stage
@@ -100,6 +100,39 @@ class GroupCommitTests(SynchronousTestCase):
             assert record is not None
             with self.engine.blobs.open_blob(record.sha256) as f:
                 self.assertEqual(f.read(), f"body {i}".encode())
+
+    def test_unsynced_bodies_synced_by_their_group(self) -> None:
+        """Bodies the HTTP path left unsynced are fsynced by their group: after their renames,
+        alongside the directories, and before the metadata write; outside a group a commit
+        syncs first and renames after."""
+        bodies = []
+        for i in range(4):
+            staging = self.engine.blobs.open_staging()
+            staging.write(f"unsynced {i}".encode())
+            bodies.append((staging, stage_digest(f"unsynced {i}".encode())))
+        self.fs.calls.clear()
+
+        def commit(staging: Any, digest: str, key: str) -> Callable[[], Any]:
+            body = StagedBody(staging, len(key), "0" * 32, digest)
+            return lambda: self.engine._put_object(body, simple_record(BUCKET, key, body), None)
+
+        run_concurrently(self.engine, [commit(s, d, f"u{i}") for i, (s, d) in enumerate(bodies)])
+        ops = self.fs.operations()
+        self.assertEqual(ops.count("fsync_fd"), 4)
+        last_replace = max(i for i, op in enumerate(ops) if op == "replace")
+        first_fsync = ops.index("fsync_fd")
+        self.assertLess(last_replace, first_fsync)
+        self.assertLess(
+            max(i for i, op in enumerate(ops) if op == "fsync_fd"), ops.index("kv_write")
+        )
+        self.assertTrue(all(s.synced for s, _ in bodies))
+
+        staging = self.engine.blobs.open_staging()
+        staging.write(b"alone")
+        self.fs.calls.clear()
+        self.engine.blobs.commit(staging, stage_digest(b"alone"))
+        ops = self.fs.operations()
+        self.assertLess(ops.index("fsync_fd"), ops.index("replace"))
 
     def test_failed_commit_fails_alone(self) -> None:
         """A conditional PUT that fails in a group changes nothing and leaves no blob; the others

@@ -31,6 +31,7 @@ BATCH = 1024 * 1024
 HIGH_WATER = 8 * 1024 * 1024
 LOW_WATER = 2 * 1024 * 1024
 SYNC_EVERY = 32 * 1024 * 1024
+SYNC_IN_COMMIT_MAX = 256 * 1024  # bodies up to this size are fsynced by their group commit
 
 
 class _Hashes:
@@ -117,6 +118,7 @@ class StagingSink:
         high_water: int = HIGH_WATER,
         low_water: int = LOW_WATER,
         sync_every: int = SYNC_EVERY,
+        sync_in_commit_max: int = SYNC_IN_COMMIT_MAX,
     ) -> None:
         self._blobs = blobs
         self._run = run
@@ -127,6 +129,7 @@ class StagingSink:
         self._high = high_water
         self._low = low_water
         self._sync_every = sync_every
+        self._sync_in_commit_max = sync_in_commit_max
         self._pending: list[bytes] = []
         self._pending_bytes = 0
         self._inflight: Deferred[list[None]] | None = None
@@ -279,7 +282,9 @@ class StagingSink:
         if self._staging is None:
             self._staging = self._blobs.open_staging()
         self._checks.verify(self.received, self._hashes, self._trailer_value)
-        self._staging.sync()
+        if self.received > self._sync_in_commit_max:
+            self._staging.sync()
+        # else the commit syncs it, together with the other commits of its group
         return StagedBody(
             staging=self._staging,
             size=self.received,

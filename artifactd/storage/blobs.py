@@ -31,6 +31,7 @@ class StagingFile:
         self.path = path
         self._fs = fs
         self._file: BinaryIO | None = open(path, "wb", buffering=0)  # noqa: SIM115
+        self._synced = False
 
     def write(self, data: bytes) -> None:
         assert self._file is not None, "write after discard"
@@ -44,10 +45,24 @@ class StagingFile:
         if f is not None:
             self._fs.fdatasync_fd(f.fileno())
 
+    @property
+    def synced(self) -> bool:
+        return self._synced
+
     def sync(self) -> None:
-        assert self._file is not None
+        if self._synced:
+            return
+        assert self._file is not None, "sync after discard"
         self._fs.fsync_fd(self._file.fileno())
         self._file.close()
+        self._file = None
+        self._synced = True
+
+    def close(self) -> None:
+        """Close without syncing (the file is committed, or being discarded)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     def discard(self) -> None:
         if self._file is not None:
@@ -62,6 +77,7 @@ class FileBlobStore:
         self._layout = layout
         self._fs = fs if fs is not None else OSFileSystem()
         self._pending: set[str] | None = None  # directories to fsync at the end of a group
+        self._pending_files: list[StagingFile] = []  # files committed unsynced in the group
         self._syncers = ThreadPoolExecutor(max_workers=16, thread_name_prefix="artifactd-fsync")
 
     @contextmanager
@@ -71,11 +87,18 @@ class FileBlobStore:
         commit lock)."""
         assert self._pending is None, "groups do not nest"
         self._pending = set()
+        self._pending_files = []
         try:
             yield
+            files = [self._syncers.submit(f.sync) for f in self._pending_files]
             sync_dirs(self._fs, self._pending, self._syncers)
+            for future in files:
+                future.result()
         finally:
+            for f in self._pending_files:
+                f.close()
             self._pending = None
+            self._pending_files = []
 
     def prepare(self) -> None:
         """Create the directory skeleton (disk pool or start-up only)."""
@@ -94,6 +117,12 @@ class FileBlobStore:
         if os.path.exists(target):
             staging.discard()
             return False
+        if self._pending is None:
+            staging.sync()
+        elif not staging.synced:
+            # Synced with the group's directories, before the group's metadata is written: if
+            # the process dies first, the blob is unreferenced and recovery removes it.
+            self._pending_files.append(staging)
         durable_rename(self._fs, staging.path, target, self._pending)
         return True
 

@@ -53,7 +53,8 @@ class Runner(Protocol):
 
 @frozen
 class StagedBody:
-    """A request body fully written to a synced staging file, with its digests."""
+    """A request body fully written to a staging file (synced, or synced by its commit), with
+    its digests."""
 
     staging: IStagingFile
     size: int
