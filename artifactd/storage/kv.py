@@ -40,11 +40,17 @@ def _upper_bound(prefix: bytes) -> bytes | None:
 
 
 class LevelDBKV:
-    """plyvel behind :class:`OrderedKV`.  Thread-safe; ``close`` only after all users finished."""
+    """plyvel behind :class:`OrderedKV`.  Thread-safe; ``close`` only after all users finished.
 
-    def __init__(self, path: str) -> None:
+    ``sync=False`` makes :meth:`write` atomic but not durable (no sync of LevelDB's log): only for
+    offline tools that fill a database in bulk while no daemon runs (``bench/populate.py``); the
+    daemon always uses the default.
+    """
+
+    def __init__(self, path: str, *, sync: bool = True) -> None:
         import plyvel
 
+        self._sync = sync
         self._db: Any = plyvel.DB(
             path, create_if_missing=True, paranoid_checks=True, lru_cache_size=32 * 1024 * 1024
         )
@@ -65,7 +71,7 @@ class LevelDBKV:
             snap.close()
 
     def write(self, puts: Mapping[bytes, bytes], deletes: set[bytes]) -> None:
-        with self._db.write_batch(sync=True) as batch:
+        with self._db.write_batch(sync=self._sync) as batch:
             for key in deletes:
                 batch.delete(key)
             for key, value in puts.items():
