@@ -37,18 +37,24 @@ class Loaded:
         return self.keys / self.seconds if self.seconds > 0 else 0.0
 
 
+LOAD_GROUP = 10_000
+
+
 def bulk_load(data_dir: str, seed_bucket: str, seed_key: str, bucket: str, count: int) -> Loaded:
     """Put ``count`` records ``k/0000000``.. into ``bucket``, copies of ``seed_bucket/seed_key``.
 
-    Only while no daemon has the data directory open.  There is no batch API in the store, so
-    this is one ``put_object`` (one unsynced LevelDB batch) per key."""
+    Only while no daemon has the data directory open.  The records go in groups of
+    :data:`LOAD_GROUP` (``KVMetadataStore.group``: one LevelDB batch each), and the database is
+    compacted at the end, as a store that grew over time would be, rather than left to compact
+    in the background while the daemon is measured."""
     from attrs import evolve
 
     from artifactd.storage.kv import LevelDBKV
     from artifactd.storage.layout import Layout
     from artifactd.storage.metadata import KVMetadataStore
 
-    store = KVMetadataStore(LevelDBKV(Layout(os.path.abspath(data_dir)).metadata, sync=False))
+    kv = LevelDBKV(Layout(os.path.abspath(data_dir)).metadata, sync=False)
+    store = KVMetadataStore(kv)
     try:
         seed = store.get_object(seed_bucket, seed_key)
         if seed is None:
@@ -56,8 +62,11 @@ def bulk_load(data_dir: str, seed_bucket: str, seed_key: str, bucket: str, count
         if store.get_bucket(bucket) is None:
             raise ServerFailed(f"no bucket {bucket} in {data_dir}")
         started = time.perf_counter()
-        for i in range(count):
-            store.put_object(evolve(seed, bucket=bucket, key=key_name(i)))
+        for first in range(0, count, LOAD_GROUP):
+            with store.group():
+                for i in range(first, min(first + LOAD_GROUP, count)):
+                    store.put_object(evolve(seed, bucket=bucket, key=key_name(i)))
+        kv.compact()
         return Loaded(count, time.perf_counter() - started)
     finally:
         store.close()

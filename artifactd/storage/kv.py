@@ -70,6 +70,11 @@ class LevelDBKV:
         finally:
             snap.close()
 
+    def compact(self) -> None:
+        """Compact the whole database (blocks; offline tools only: a freshly bulk-loaded
+        database is otherwise compacted in the background for a while after it opens)."""
+        self._db.compact_range()
+
     def write(self, puts: Mapping[bytes, bytes], deletes: set[bytes]) -> None:
         with self._db.write_batch(sync=self._sync) as batch:
             for key in deletes:
