@@ -13,7 +13,7 @@ RequestHeaderSectionTooLarge`` in S3 XML before closing.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from twisted.internet.interfaces import IDelayedCall, ITCPTransport
 from twisted.internet.protocol import connectionDone
@@ -51,6 +51,7 @@ class S3Channel(http.HTTPChannel):
         self._refused = False
         self._request_line = b""
         self._linger: IDelayedCall | None = None
+        self._host: Any = None
 
     def limit_head(self, max_head_bytes: int, max_headers: int) -> None:
         """Set this channel's limits (twisted's own checks stay as a backstop at the same
@@ -60,6 +61,14 @@ class S3Channel(http.HTTPChannel):
         self.MAX_LENGTH = max_head_bytes
 
     # ------------------------------------------------------------ the hooks
+    def getHost(self) -> Any:
+        """The local address: twisted's Request asks for it on every request (a getsockname
+        call each time); it does not change for the life of the connection."""
+        host = self._host
+        if host is None:
+            host = self._host = super().getHost()  # type: ignore[no-untyped-call]
+        return host
+
     def connectionMade(self) -> None:
         super().connectionMade()  # type: ignore[no-untyped-call]
         # A response leaves in more than one write (head, body, the end of a stream): without

@@ -9,6 +9,7 @@ from attrs import define
 
 from artifactd.errors import S3Error
 from artifactd.http.actions import Target
+from artifactd.records import Bucket
 
 if TYPE_CHECKING:
     from artifactd.storage.engine import StagedBody
@@ -25,6 +26,7 @@ class RequestContext:
     method: str
     peer: str
     target: Target | None = None
+    bucket: Bucket | None = None  # the target's bucket, when the gate has read it
     action: str = "Unknown"
     principal: str | None = None
     error: S3Error | None = None  # found before the body; the handler raises it

@@ -156,8 +156,10 @@ class Gate:
                 raise errors.EntityTooLarge(
                     extra={"ProposedSize": str(size), "MaxSizeAllowed": str(limit)}
                 )
-        if self._meta.get_bucket(target.bucket) is None:
+        bucket = self._meta.get_bucket(target.bucket)
+        if bucket is None:
             raise errors.NoSuchBucket(resource=target.bucket, extra={"BucketName": target.bucket})
+        ctx.bucket = bucket  # the handler needs it too
         if ctx.action == "UploadPart":
             upload_id = target.query.get("uploadId", "")
             number = target.query.get("partNumber", "")

@@ -51,7 +51,9 @@ class HandlerBase:
 
     def _bucket(self, ctx: RequestContext) -> Bucket:
         assert ctx.target is not None and ctx.target.bucket is not None
-        bucket = self._meta.get_bucket(ctx.target.bucket)
+        bucket = ctx.bucket  # read by the gate for this request, if it checked one
+        if bucket is None or bucket.name != ctx.target.bucket:
+            bucket = self._meta.get_bucket(ctx.target.bucket)
         if bucket is None:
             raise errors.NoSuchBucket(
                 resource=ctx.target.bucket, extra={"BucketName": ctx.target.bucket}
