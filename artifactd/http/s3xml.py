@@ -38,14 +38,23 @@ def iso8601(ts: float) -> str:
     elif micros < 0:
         whole, micros = whole - 1, micros + 1_000_000
     minute, second = divmod(int(whole), 60)
-    return f"{_iso8601_minute(minute)}:{second:02d}.{micros // 1000:03d}Z"
+    text = _MINUTES.get(minute)
+    if text is None:
+        text = _iso8601_minute(minute)
+    return f"{text}:{second:02d}.{micros // 1000:03d}Z"
 
 
-@functools.lru_cache(maxsize=4096)
+_MINUTES: dict[int, str] = {}  # a listing's objects share few minutes
+
+
 def _iso8601_minute(minute: int) -> str:
-    """``YYYY-MM-DDTHH:MM`` of a minute since the epoch (a listing's objects share few)."""
+    """``YYYY-MM-DDTHH:MM`` of a minute since the epoch (remembered, up to 4096 of them)."""
     moment = datetime.datetime.fromtimestamp(minute * 60, tz=datetime.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M")
+    text = moment.strftime("%Y-%m-%dT%H:%M")
+    if len(_MINUTES) >= 4096:
+        _MINUTES.clear()
+    _MINUTES[minute] = text
+    return text
 
 
 @functools.lru_cache(maxsize=1024)
@@ -156,11 +165,7 @@ def contents(objects: Iterable[ObjectSummary], encoding_type: str | None, owner:
     for o in objects:
         checksum = ""
         if o.checksum_algorithm is not None:
-            algorithm, kind = integrity.listing_elements(o.checksum_algorithm, o.checksum_type)
-            checksum = (
-                f"<ChecksumAlgorithm>{_escape(algorithm[1])}</ChecksumAlgorithm>"
-                f"<ChecksumType>{_escape(kind[1])}</ChecksumType>"
-            )
+            checksum = _checksum_elements(o.checksum_algorithm, o.checksum_type)
         out.append(
             f"<Contents><Key>{_escape(encode_key(o.key, encoding_type))}</Key>"
             f"<LastModified>{iso8601(o.last_modified)}</LastModified>"
@@ -168,6 +173,15 @@ def contents(objects: Iterable[ObjectSummary], encoding_type: str | None, owner:
             f"{owned if owner else ''}</Contents>"
         )
     return Raw("".join(out))
+
+
+@functools.lru_cache(maxsize=64)
+def _checksum_elements(algorithm: str, checksum_type: str | None) -> str:
+    (_, name), (_, kind) = integrity.listing_elements(algorithm, checksum_type)
+    return (
+        f"<ChecksumAlgorithm>{_escape(name)}</ChecksumAlgorithm>"
+        f"<ChecksumType>{_escape(kind)}</ChecksumType>"
+    )
 
 
 def encode_key(key: str, encoding_type: str | None) -> str:
