@@ -41,7 +41,11 @@ def iso8601(ts: float) -> str:
     text = _MINUTES.get(minute)
     if text is None:
         text = _iso8601_minute(minute)
-    return f"{text}:{second:02d}.{micros // 1000:03d}Z"
+    return text + _SECONDS[second] + _MILLIS[micros // 1000]
+
+
+_SECONDS = [f":{n:02d}." for n in range(60)]
+_MILLIS = [f"{n:03d}Z" for n in range(1000)]
 
 
 _MINUTES: dict[int, str] = {}  # a listing's objects share few minutes

@@ -114,6 +114,8 @@ class KVMetadataStore:
             return ListPage((), (), False, None)
         objects: list[Listed] = []
         prefixes: list[str] = []
+        if not delimiter:  # nothing rolls up: a plain scan, without _rolled_up's layers
+            return self._list_flat(bucket, prefix, start_after, max_keys, decode)
         with self._kv.snapshot() as reader:
             entries = _rolled_up(
                 reader, base, prefix, delimiter, start_after, lambda raw: raw[len(base) :]
@@ -128,6 +130,31 @@ class KVMetadataStore:
                     objects.append(decode(name, value))
                 last = name
         return ListPage(tuple(objects), tuple(prefixes), False, None)
+
+    def _list_flat(
+        self,
+        bucket: str,
+        prefix: str,
+        start_after: str,
+        max_keys: int,
+        decode: Callable[[str, bytes], Listed],
+    ) -> ListPage[Listed]:
+        """:meth:`_list` without a delimiter (the common listing): the keys after
+        ``start_after`` under ``prefix``, in order."""
+        base = keys.object_prefix(bucket)
+        scan_prefix = base + prefix.encode("utf-8", "surrogatepass")
+        start = (
+            base + start_after.encode("utf-8", "surrogatepass") + b"\x00" if start_after else b""
+        )
+        skip = len(base)
+        objects: list[Listed] = []
+        append = objects.append
+        with self._kv.snapshot() as reader:
+            for raw, value in reader.scan(scan_prefix, start):
+                if len(objects) == max_keys:
+                    return ListPage(tuple(objects), (), True, objects[-1].key)
+                append(decode(raw[skip:].decode("utf-8", "surrogatepass"), value))
+        return ListPage(tuple(objects), (), False, None)
 
     def get_upload(self, bucket: str, key: str, upload_id: str) -> Upload | None:
         raw = self._kv.get(keys.upload_key(bucket, key, upload_id))
