@@ -20,7 +20,7 @@ from typing import Any
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
-from tests.e2e.support import BIN, DaemonTestCase, MiB, random_file, run, scratch
+from tests.e2e.support import BIN, Boto3TestCase, DaemonTestCase, MiB, random_file, run, scratch
 from tests.e2e.test_awscli import AWS_CONFIG
 
 AWS = os.path.join(BIN, "aws")
@@ -33,19 +33,10 @@ SMALL_PARTS = TransferConfig(
 )
 
 
-class Boto3CopyHTTPTests(DaemonTestCase):
+class Boto3CopyHTTPTests(Boto3TestCase):
     """boto3 copies over plain HTTP."""
 
-    def setUp(self) -> None:
-        super().setUp()
-        self.s3 = self.daemon.client()
-
     # ------------------------------------------------------------- helpers
-    def new_bucket(self) -> str:
-        name = self.bucket_name()
-        self.s3.create_bucket(Bucket=name)
-        return name
-
     def blob_files(self) -> int:
         """How many blob files the daemon stores."""
         return sum(

@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import zlib
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -21,7 +20,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 from botocore.httpchecksum import StreamingChecksumBody
 
-from tests.e2e.support import BIN, DaemonTestCase, MiB, run, scratch
+from tests.e2e.support import BIN, Boto3TestCase, MiB, run, scratch
 
 AWS = os.path.join(BIN, "aws")
 AWS_CONFIG = """\
@@ -57,27 +56,8 @@ def composite(algorithm: str, parts: list[bytes]) -> str:
     return f"{b64(algorithm, b''.join(digest(algorithm, p) for p in parts))}-{len(parts)}"
 
 
-class IntegrityHTTPTests(DaemonTestCase):
+class IntegrityHTTPTests(Boto3TestCase):
     """Over plain HTTP (checksums in headers)."""
-
-    def setUp(self) -> None:
-        super().setUp()
-        self.s3 = self.daemon.client()
-
-    def new_bucket(self) -> str:
-        name = self.bucket_name()
-        self.s3.create_bucket(Bucket=name)
-        return name
-
-    def assertS3Error(
-        self, code: str, status: int, call: Callable[..., Any], **kwargs: Any
-    ) -> ClientError:
-        e: ClientError = self.assertRaises(ClientError, call, **kwargs)
-        self.assertEqual(
-            (e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"]),
-            (code, status),
-        )
-        return e
 
     # ---------------------------------------------------------------- single uploads
     def test_put_object_each_algorithm(self) -> None:
