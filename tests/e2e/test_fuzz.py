@@ -178,6 +178,18 @@ class RawFuzzHTTPTests(DaemonTestCase):
             time.sleep(0.05)
         self.assertEqual(self.staging_files(), [])
 
+    def disconnects(self) -> int:
+        """How many requests the daemon has logged as ended by the client going away."""
+        return sum(1 for e in self.daemon.events() if e.get("error_code") == "ClientDisconnected")
+
+    def waitForDisconnects(self, count: int, timeout: float = 10.0) -> None:
+        """Wait until the daemon has logged ``count`` client disconnects."""
+        deadline = time.monotonic() + timeout
+        while self.disconnects() < count:
+            if time.monotonic() > deadline:
+                self.fail(f"the daemon did not log {count} client disconnects")
+            time.sleep(0.02)
+
     def keys(self) -> list[str]:
         listed = self.s3.list_objects_v2(Bucket=self.bucket).get("Contents", [])
         return [o["Key"] for o in listed]
@@ -345,6 +357,7 @@ class RawFuzzHTTPTests(DaemonTestCase):
             for ending in ("close", "reset"):
                 with self.subTest(f"{name}, {ending}"):
                     head_end = raw.index(b"\r\n\r\n") + 4
+                    seen = self.disconnects()
                     with self.connect() as client:
                         client.send(raw[:head_end])
                         if expect:
@@ -352,6 +365,9 @@ class RawFuzzHTTPTests(DaemonTestCase):
                                 self.assertTrue(client.read_some(), "closed before 100 Continue")
                         client.send(raw[head_end : head_end + size // 2])
                         client.close() if ending == "close" else client.reset()
+                    # only once the daemon has seen the client go can nothing be left: until
+                    # then a batch in flight may still be creating the staging file
+                    self.waitForDisconnects(seen + 1)
                     self.assertNothingStaged()
                     self.assertEqual(self.keys(), ["obj"])
         self.assertServing()
