@@ -404,6 +404,19 @@ class RequestLineTests(FuzzCase):
                 self.assertEqual(responses[0].error()["Code"], "InvalidURI")
                 self.finish(conn, complete=True)
 
+    def test_host_not_utf8(self) -> None:
+        """A Host header that is not UTF-8 gets an S3 error (it is signed, so 403), never a
+        traceback from the routing layer."""
+        for host in (b"\xff\xfe", b"a\x80b:9000", b"bkt.\xc3"):
+            with self.subTest(host=host):
+                conn, responses = self.exchange(
+                    [b"GET /bkt/obj HTTP/1.1\r\nHost: " + host + b"\r\n\r\n"]
+                )
+                self.assertEqual(len(responses), 1)
+                self.assertIn(responses[0].status, (400, 403))
+                self.assertTrue(responses[0].error()["Code"])
+                self.finish(conn, complete=True)
+
     def test_long_request_lines(self) -> None:
         """Request lines far over the limit are refused (400 or a close), whole or trickled."""
         limit, _ = self.limits()

@@ -200,6 +200,17 @@ class S3Request(server.Request):
         except BaseException:
             self.processingFailed(Failure())  # type: ignore[no-untyped-call]
 
+    def getRequestHostname(self) -> bytes:
+        """twisted's answer (the Host header's host, else the local address), unless the Host
+        header is not UTF-8: Klein decodes this to build URLs and would fail on it.  Such a
+        request still reaches the gate, which refuses it (the Host is signed)."""
+        host: bytes = super().getRequestHostname()  # type: ignore[no-untyped-call]
+        try:
+            host.decode("utf-8")
+        except UnicodeDecodeError:
+            return str(self.getHost().host).encode("ascii")  # type: ignore[no-untyped-call]
+        return host
+
     def connectionLost(self, reason: Failure) -> None:
         self._lost = True
         if self._linger is not None and self._linger.active():
