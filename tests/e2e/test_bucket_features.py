@@ -22,20 +22,11 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
-from tests.e2e.support import DaemonTestCase, MiB, random_file, run, scratch
+from tests.e2e.support import Boto3TestCase, DaemonTestCase, MiB, random_file, run, scratch
 from tests.e2e.test_awscli import AWS, AWS_CONFIG
 
 
-class FeatureTestCase(DaemonTestCase):
-    def setUp(self) -> None:
-        super().setUp()
-        self.s3 = self.daemon.client()
-
-    def new_bucket(self) -> str:
-        name = self.bucket_name()
-        self.s3.create_bucket(Bucket=name)
-        return name
-
+class FeatureTestCase(Boto3TestCase):
     def ssl_context(self) -> ssl.SSLContext | None:
         if not self.daemon.tls:
             return None

@@ -14,11 +14,8 @@ import hashlib
 import json
 import os
 import subprocess
-from collections.abc import Callable
-from typing import Any
 
 from boto3.s3.transfer import TransferConfig
-from botocore.exceptions import ClientError
 
 from tests.e2e.support import BIN, Boto3TestCase, DaemonTestCase, MiB, random_file, run, scratch
 from tests.e2e.test_awscli import AWS_CONFIG
@@ -51,16 +48,6 @@ class Boto3CopyHTTPTests(Boto3TestCase):
     def body(self, bucket: str, key: str) -> bytes:
         data: bytes = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         return data
-
-    def assertS3Error(
-        self, code: str, status: int, call: Callable[..., Any], **kwargs: Any
-    ) -> ClientError:
-        e: ClientError = self.assertRaises(ClientError, call, **kwargs)
-        self.assertEqual(
-            (e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"]),
-            (code, status),
-        )
-        return e
 
     def actions(self, bucket: str) -> list[str]:
         return [
