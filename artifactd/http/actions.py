@@ -1,6 +1,6 @@
 """Pure request classification: which S3 action a request is, from its method, path shape and
 query.  S3 routes on query parameters (``?uploads``, ``?uploadId=``), which URL routers cannot
-express, so this table is the router; the Klein app dispatches on its result."""
+express, so this table is the router; S3Resource dispatches on its result."""
 
 from __future__ import annotations
 

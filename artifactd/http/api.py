@@ -1,4 +1,4 @@
-"""The S3 API: one Klein app, one dispatch on the action the gate classified, one error path
+"""The S3 API: one resource, one dispatch on the action the gate classified, one error path
 that renders S3 XML.  The handlers live in :mod:`artifactd.http.handlers`, one module per area;
 they are short coroutines that never block: metadata reads are inline (cheap), everything that
 touches the disk goes through the engine's threadpool."""
@@ -7,11 +7,15 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from klein import Klein
-from twisted.internet.defer import CancelledError
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource
+from twisted.web.server import NOT_DONE_YET
+from zope.interface import implementer
 
 from artifactd import errors
 from artifactd.config import Config
@@ -48,8 +52,6 @@ class S3Api(
     VersionHandlers,
     CopyHandlers,
 ):
-    app = Klein()
-
     def __init__(
         self, config: Config, engine: Engine, meta: IMetadataStore, clock: IReactorTime
     ) -> None:
@@ -60,11 +62,10 @@ class S3Api(
             for action, name in cls.actions.items()
         }
 
-    def resource(self) -> Any:
-        return self.app.resource()
+    def resource(self) -> IResource:
+        return S3Resource(self)
 
     # ---------------------------------------------------------------- dispatch
-    @app.route("/", branch=True, strict_slashes=False, merge_slashes=False)
     async def dispatch(self, request: IRequest) -> bytes | None:
         ctx: RequestContext = cast(Any, request).ctx
         request.setHeader(b"x-amz-request-id", ctx.request_id.encode())
@@ -102,3 +103,58 @@ class S3Api(
         if error.code == "NoSuchBucket" or ctx.action == "HeadBucket":
             request.setHeader(b"x-amz-bucket-region", self._config.region.encode())
         return s3xml.error_document(error, ctx.request_id)
+
+
+_GONE = (CancelledError, ConnectionLost, ConnectionDone)
+
+
+@implementer(IResource)
+class S3Resource:
+    """The site's one resource: every request is rendered by :meth:`S3Api.dispatch`.
+
+    The gate has already routed the request from its raw target (``ctx.action``), so there is
+    nothing left to route here.  A routing framework (Klein, over werkzeug) cost a third of the
+    reactor's time per small GET for a match that always gave this one answer.  What the
+    handler returns is written and the request finished; a handler that finished the request
+    itself (a download) returns None; a client that goes away cancels the handler."""
+
+    isLeaf = True
+    log = Logger()
+
+    def __init__(self, api: S3Api) -> None:
+        self._api = api
+
+    def getChildWithDefault(self, name: bytes, request: IRequest) -> IResource:
+        return self
+
+    def putChild(self, path: bytes, child: IResource) -> None:
+        raise NotImplementedError("the S3 API has no child resources")
+
+    def render(self, request: IRequest) -> bytes | int:
+        gone = False
+        d: Deferred[bytes | None] = ensureDeferred(self._api.dispatch(request))
+
+        def finished(result: object) -> None:
+            nonlocal gone
+            gone = True
+            if isinstance(result, Failure):  # the connection was lost before the response
+                d.cancel()
+
+        def write(body: bytes | None) -> None:
+            if gone or cast(Any, request).finished:  # a download finished it already
+                return
+            if body:
+                request.write(body)
+            request.finish()
+
+        def failed(failure: Failure) -> None:
+            if gone and failure.check(*_GONE):
+                return
+            self.log.failure("rendering a request", failure)
+            if not gone:
+                cast(Any, request).processingFailed(failure)
+
+        if not d.called:  # a handler still running: cancel it if the client goes away
+            cast(Any, request).notifyFinish().addBoth(finished)
+        d.addCallbacks(write, failed)
+        return NOT_DONE_YET

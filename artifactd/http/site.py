@@ -1,6 +1,6 @@
 """The body path: a ``Request`` subclass that checks a request from its head before ``100
 Continue`` is sent, streams its body through the decoders into a sink, and only routes the request
-(to Klein) once the body is staged, fsynced and verified.
+(to :class:`~artifactd.http.api.S3Resource`) once the body is staged, fsynced and verified.
 
 twisted.web offers no public streaming-body API; this uses the documented request hooks
 ``gotLength`` / ``handleContentChunk`` / ``requestReceived`` and reads the request line from the
@@ -26,6 +26,7 @@ from artifactd.http.body import MemorySink, StagingSink
 from artifactd.http.channel import DEFAULT_MAX_HEAD_BYTES, DEFAULT_MAX_HEADERS, S3Channel
 from artifactd.http.context import RequestContext, new_request_id
 from artifactd.http.gate import BodyPlan, Gate
+from artifactd.http.s3xml import http_date
 from artifactd.http.refusal import LINGER_SECONDS, refuse
 from artifactd.interfaces import IBlobStore
 from artifactd.storage.engine import Engine, Runner, StagedBody
@@ -190,26 +191,20 @@ class S3Request(server.Request):
         d.addCallbacks(received, failed)
         d.addErrback(lambda f: self.log.failure("dispatching", f))
 
-    def _handleStar(self) -> None:
-        # twisted.web answers a request for "*" itself (200 to OPTIONS, a bodiless 405 to the
-        # rest) without asking the resource.  S3 has no "*": route it like any other request, so
-        # it gets the gate's verdict (400 InvalidURI) in S3 XML and its access event.  Private
-        # hook of server.Request.process, pinned by tests/test_fuzz.py (test_star_target).
+    def process(self) -> None:
+        """Render the request with the site's one resource.  twisted's ``process`` would split
+        and unquote the path into ``postpath`` for resource traversal (there is none: the gate
+        routed the request from its raw target), format a new Date header each time, and answer
+        a ``*`` target itself (S3 has none: it gets the gate's 400 InvalidURI in S3 XML)."""
+        site = self.s3site
+        self.site = site
+        self.setHeader(b"date", http_date(site.clock.seconds()).encode())
+        self.prepath = []
+        self.postpath = []
         try:
-            self.render(self.s3site.getResourceFor(self))  # type: ignore[no-untyped-call]
+            self.render(site.resource)  # type: ignore[no-untyped-call]
         except BaseException:
             self.processingFailed(Failure())  # type: ignore[no-untyped-call]
-
-    def getRequestHostname(self) -> bytes:
-        """twisted's answer (the Host header's host, else the local address), unless the Host
-        header is not UTF-8: Klein decodes this to build URLs and would fail on it.  Such a
-        request still reaches the gate, which refuses it (the Host is signed)."""
-        host: bytes = super().getRequestHostname()  # type: ignore[no-untyped-call]
-        try:
-            host.decode("utf-8")
-        except UnicodeDecodeError:
-            return str(self.getHost().host).encode("ascii")  # type: ignore[no-untyped-call]
-        return host
 
     def connectionLost(self, reason: Failure) -> None:
         self._lost = True
@@ -288,15 +283,6 @@ class S3Site(server.Site):
         channel = cast(S3Channel, super().buildProtocol(addr))  # type: ignore[no-untyped-call]
         channel.limit_head(self.max_request_head_bytes, self.max_headers)
         return channel
-
-    def getResourceFor(self, request: server.Request) -> IResource:
-        # The gate routes S3 requests from the raw URI (ctx.action); the Klein app only has to
-        # reach S3Api.dispatch, so it is shown the path "/".  Shown the real path, werkzeug
-        # cannot route keys holding "\n" (HTML 404) and Klein refuses non-UTF-8 paths (HTML
-        # 400), and a staged body would never reach the handler that discards it.
-        request.postpath = []
-        resource: IResource = super().getResourceFor(request)  # type: ignore[no-untyped-call]
-        return resource
 
     def log(self, request: http.Request) -> None:
         if isinstance(request, S3Request) and hasattr(request, "ctx"):

@@ -15,9 +15,9 @@ metadata batch that references it is written; metadata that drops the last refer
 durable before the blob file is removed.  A crash at any point leaves at worst an orphan blob or a
 stale staging file, which :meth:`Engine.recover` removes.
 
-Commits are shielded: cancelling the Deferred a caller holds (Klein cancels handlers when the
-client disconnects) does not stop a commit that has begun, and :meth:`Engine.drain` waits for all
-of them.
+Commits are shielded: cancelling the Deferred a caller holds (the API resource cancels handlers
+when the client disconnects) does not stop a commit that has begun, and :meth:`Engine.drain`
+waits for all of them.
 """
 
 from __future__ import annotations
