@@ -25,6 +25,7 @@ UNSUPPORTED_SUBRESOURCES = frozenset(
         "annotation",
         "attributes",
         "cors",
+        "default-storage-class",
         "encryption",
         "intelligent-tiering",
         "inventory",
