@@ -41,6 +41,7 @@ UNSUPPORTED_SUBRESOURCES = frozenset(
         "notification",
         "object-lock",
         "ownershipControls",
+        "part",
         "policy",
         "policyStatus",
         "publicAccessBlock",
