@@ -1,6 +1,6 @@
 """Bad input gets the S3 error document, never a 500 or a traceback, and leaves nothing behind.
 
-Driven through the real site (``tests.http_harness``): the gate, the Klein app and the error
+Driven through the real site (``tests.http_harness``): the gate, the API resource and the error
 rendering all take part."""
 
 from __future__ import annotations

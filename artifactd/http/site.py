@@ -26,8 +26,8 @@ from artifactd.http.body import MemorySink, StagingSink
 from artifactd.http.channel import DEFAULT_MAX_HEAD_BYTES, DEFAULT_MAX_HEADERS, S3Channel
 from artifactd.http.context import RequestContext, new_request_id
 from artifactd.http.gate import BodyPlan, Gate
-from artifactd.http.s3xml import http_date
 from artifactd.http.refusal import LINGER_SECONDS, refuse
+from artifactd.http.s3xml import http_date
 from artifactd.interfaces import IBlobStore
 from artifactd.storage.engine import Engine, Runner, StagedBody
 
@@ -198,7 +198,7 @@ class S3Request(server.Request):
         a ``*`` target itself (S3 has none: it gets the gate's 400 InvalidURI in S3 XML)."""
         site = self.s3site
         self.site = site
-        self.setHeader(b"date", http_date(site.clock.seconds()).encode())
+        self.setHeader(b"date", http_date(site.clock.seconds()).encode())  # type: ignore[no-untyped-call]
         self.prepath = []
         self.postpath = []
         try:
