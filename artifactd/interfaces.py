@@ -6,7 +6,7 @@ store or an object-tier blob store plugs in here.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import BinaryIO
 
@@ -54,6 +54,10 @@ class IBlobStore(Interface):
 
     def open_staging() -> IStagingFile:
         """Create a new staging file on the same filesystem as the blobs."""
+
+    def stage_bytes(data: bytes) -> IStagingFile:
+        """A staged blob whose bytes are all in memory already (a small body); no I/O.  The
+        store decides at commit where its bytes go."""
 
     def commit(staging: IStagingFile, digest: str) -> bool:
         """Make a staging file the blob ``digest``, durably (rename, fsync the directory).
@@ -188,6 +192,23 @@ class IMetadataStore(Interface):
     def repair_refcounts() -> tuple[int, set[str]]:
         """Recompute every reference count from the object and part records, fix the stored
         counts, and return (how many were wrong, every referenced digest).  Disk pool only."""
+
+    # small blobs: the bytes of blobs small enough to live beside the records that reference
+    # them (written in the same atomic batch), keyed by digest like any blob
+    def get_small_blob(digest: str) -> bytes | None:
+        """The bytes of the small blob ``digest`` (durable state), or None."""
+
+    def has_small_blob(digest: str) -> bool:
+        """Whether the small blob exists, counting what the calling group has staged."""
+
+    def put_small_blob(digest: str, data: bytes) -> None:
+        """Store a small blob (a mutation: inside a group, part of its batch)."""
+
+    def delete_small_blobs(digests: Iterable[str]) -> None:
+        """Remove these small blobs where they exist (a mutation)."""
+
+    def small_blob_digests() -> Iterator[str]:
+        """Every small blob's digest."""
 
     def group() -> AbstractContextManager[None]:
         """A block whose mutations (by the calling thread, which holds the store's lock

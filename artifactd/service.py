@@ -26,6 +26,7 @@ from artifactd.storage.engine import Engine
 from artifactd.storage.kv import LevelDBKV
 from artifactd.storage.layout import Layout
 from artifactd.storage.metadata import KVMetadataStore
+from artifactd.storage.tiered import TieredBlobStore
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -70,9 +71,9 @@ class ArtifactdService(Service):
         self._pool = pool
         run = pool.run
 
-        blobs = FileBlobStore(layout)
-        blobs.prepare()
         self._meta = KVMetadataStore(LevelDBKV(layout.metadata))
+        blobs = TieredBlobStore(FileBlobStore(layout), self._meta)
+        blobs.prepare()
         engine = Engine(blobs, self._meta, run)
         self.engine = engine
         clock: IReactorTime = self._reactor

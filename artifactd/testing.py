@@ -20,6 +20,7 @@ from artifactd.storage.engine import Engine, Runner
 from artifactd.storage.kv import LevelDBKV, MemoryKV, OrderedKV
 from artifactd.storage.layout import Layout
 from artifactd.storage.metadata import KVMetadataStore
+from artifactd.storage.tiered import TieredBlobStore
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -125,10 +126,13 @@ def build_engine(
     kv: Literal["memory", "leveldb"] | OrderedKV = "memory",
     run: Runner = inline_runner,
     fs: FileSystem | None = None,
+    *,
+    tiered: bool = False,
 ) -> Engine:
     """An :class:`Engine` over a :class:`FileBlobStore` under ``root`` (created if missing) and a
     metadata store over ``kv``: a fresh :class:`MemoryKV`, a :class:`LevelDBKV` in
-    ``root/metadata``, or the given store.
+    ``root/metadata``, or the given store.  ``tiered``: small blobs staged in memory are kept
+    in the metadata store (:class:`TieredBlobStore`, as the daemon runs).
 
     The caller owns the metadata store: close it (``engine.meta.close()``) when done, which matters
     for LevelDB.
@@ -142,4 +146,7 @@ def build_engine(
         store = LevelDBKV(layout.metadata) if kv == "leveldb" else MemoryKV()
     else:
         store = kv
-    return Engine(blobs, KVMetadataStore(store), run)
+    meta = KVMetadataStore(store)
+    if tiered:
+        return Engine(TieredBlobStore(blobs, meta), meta, run)
+    return Engine(blobs, meta, run)

@@ -13,7 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from artifactd import errors
 from artifactd.http.body import BodyChecks, StagingSink
-from artifactd.storage.blobs import FileBlobStore, StagingFile
+from artifactd.storage.blobs import FileBlobStore, MemoryStaging, StagingFile
 from artifactd.storage.engine import StagedBody
 from artifactd.storage.layout import Layout
 from artifactd.testing import ManualRunner, RecordingFileSystem
@@ -24,7 +24,8 @@ KiB = 1024
 class Harness:
     """A StagingSink over a real blob store whose disk-pool jobs the test runs by hand."""
 
-    def __init__(self, root: str, **sizes: int) -> None:
+    def __init__(self, root: str, checks: BodyChecks | None = None, **sizes: int) -> None:
+        sizes.setdefault("in_memory_max", -1)  # bodies go to staging files unless a test says
         self.fs = RecordingFileSystem()
         self.blobs = FileBlobStore(Layout(os.path.abspath(root)), self.fs)
         self.blobs.prepare()
@@ -34,7 +35,7 @@ class Harness:
         self.sink = StagingSink(
             self.blobs,
             self.runner,
-            BodyChecks(max_size=1 << 40),
+            checks or BodyChecks(max_size=1 << 40),
             self._pause,
             self._resume,
             **sizes,
@@ -54,8 +55,51 @@ class Harness:
 
 
 class StagingSinkTests(SynchronousTestCase):
-    def harness(self, **sizes: int) -> Harness:
-        return Harness(self.mktemp(), **sizes)
+    def harness(self, checks: BodyChecks | None = None, **sizes: int) -> Harness:
+        return Harness(self.mktemp(), checks, **sizes)
+
+    def test_small_bodies_staged_in_memory(self) -> None:
+        """A body up to in_memory_max never reaches a file: up to hash_here_max it is hashed
+        at once (no disk-pool job at all), above that in one job; a larger one is a file."""
+        for size, jobs, in_memory in [(0, 0, True), (2 * KiB, 0, True), (3 * KiB, 1, True)]:
+            h = self.harness(in_memory_max=3 * KiB, hash_here_max=2 * KiB)
+            data = os.urandom(size)
+            h.sink.write(data)
+            results: list[StagedBody] = []
+            h.sink.close().addCallback(results.append)
+            self.assertEqual(len(h.runner.pending), jobs, size)
+            h.runner.fire_all()
+            (staged,) = results
+            self.assertEqual(isinstance(staged.staging, MemoryStaging), in_memory)
+            assert isinstance(staged.staging, MemoryStaging)
+            self.assertEqual(staged.staging.data, data)
+            self.assertEqual(staged.md5, hashlib.md5(data).hexdigest())
+            self.assertEqual(staged.sha256, hashlib.sha256(data).hexdigest())
+            self.assertEqual(h.staging_files(), [])
+            self.assertEqual(h.fs.operations(), [])
+        h = self.harness(in_memory_max=3 * KiB, hash_here_max=2 * KiB)
+        h.sink.write(b"x" * (3 * KiB + 1))
+        results = []
+        h.sink.close().addCallback(results.append)
+        h.runner.fire_all()
+        self.assertIsInstance(results[0].staging, StagingFile)
+        results[0].staging.discard()
+
+    def test_small_body_digest_mismatch(self) -> None:
+        """A small body's checks fail it as a file's would, on either path."""
+        for size in (KiB, 3 * KiB):
+            h = self.harness(
+                BodyChecks(max_size=1 << 40, content_sha256="0" * 64),
+                in_memory_max=3 * KiB,
+                hash_here_max=2 * KiB,
+            )
+            h.sink.write(b"y" * size)
+            failures: list[Failure] = []
+            h.sink.close().addErrback(failures.append)
+            h.runner.fire_all()
+            (failure,) = failures
+            failure.trap(errors.XAmzContentSHA256Mismatch)
+            self.assertEqual(h.staging_files(), [])
 
     @given(st.lists(st.binary(min_size=1, max_size=5 * KiB), max_size=12))
     def test_digests_and_content(self, pieces: list[bytes]) -> None:

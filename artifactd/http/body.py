@@ -7,6 +7,9 @@ optional checksum and appends to the staging file.  When more than ``high_water`
 the transport is paused; it is resumed once the queue falls under ``low_water``.  Memory per upload
 is therefore bounded by ``high_water`` plus one batch.
 
+A body of at most ``in_memory_max`` bytes never reaches a file here: it is hashed (on the
+reactor thread when tiny) and staged in memory with :meth:`IBlobStore.stage_bytes`.
+
 Every ``sync_every`` bytes written, an fdatasync of the staging file starts beside the writes, so
 the disk writes while the body is still arriving and the fsync before the commit has only the
 last stretch left to flush (otherwise the page cache holds a whole large body dirty until then).
@@ -32,6 +35,8 @@ HIGH_WATER = 8 * 1024 * 1024
 LOW_WATER = 2 * 1024 * 1024
 SYNC_EVERY = 32 * 1024 * 1024
 SYNC_IN_COMMIT_MAX = 256 * 1024  # bodies up to this size are fsynced by their group commit
+IN_MEMORY_MAX = 64 * 1024  # bodies up to this size are staged in memory, never in a file
+HASH_HERE_MAX = 16 * 1024  # ... and up to this size hashed on the reactor thread (< 40 us)
 
 
 class _Hashes:
@@ -119,6 +124,8 @@ class StagingSink:
         low_water: int = LOW_WATER,
         sync_every: int = SYNC_EVERY,
         sync_in_commit_max: int = SYNC_IN_COMMIT_MAX,
+        in_memory_max: int = IN_MEMORY_MAX,
+        hash_here_max: int = HASH_HERE_MAX,
     ) -> None:
         self._blobs = blobs
         self._run = run
@@ -130,6 +137,8 @@ class StagingSink:
         self._low = low_water
         self._sync_every = sync_every
         self._sync_in_commit_max = sync_in_commit_max
+        self._in_memory_max = in_memory_max
+        self._hash_here_max = hash_here_max
         self._pending: list[bytes] = []
         self._pending_bytes = 0
         self._inflight: Deferred[list[None]] | None = None
@@ -267,10 +276,33 @@ class StagingSink:
             self._fail(self._error)
             return
         pieces, self._pending, self._pending_bytes = self._pending, [], 0
-        # the rest of the body is written, synced and verified in ONE disk-pool job: a small
-        # body costs a single trip to the pool
-        d = self._run(self._write_and_finish, pieces)
+        if self._staging is None and self.received <= self._in_memory_max:
+            # a small body, all of it still queued: staged in memory (the blob store may keep
+            # it with the metadata), hashed here if tiny, else in one disk-pool job
+            data = b"".join(pieces)
+            if self.received <= self._hash_here_max:
+                try:
+                    body = self._stage_in_memory(data)
+                except Exception:
+                    self._fail(Failure())
+                else:
+                    self._closing.callback(body)
+                return
+            d = self._run(self._stage_in_memory, data)
+        else:
+            # the rest of the body is written, synced and verified in ONE disk-pool job
+            d = self._run(self._write_and_finish, pieces)
         d.addCallbacks(self._closing.callback, self._fail)
+
+    def _stage_in_memory(self, data: bytes) -> StagedBody:  # reactor thread or disk pool
+        self._hashes.update(data)
+        self._checks.verify(self.received, self._hashes, self._trailer_value)
+        return StagedBody(
+            staging=self._blobs.stage_bytes(data),
+            size=self.received,
+            md5=self._hashes.md5.hexdigest(),
+            sha256=self._hashes.sha256.hexdigest(),
+        )
 
     def _write_and_finish(self, pieces: list[bytes]) -> StagedBody:  # disk pool
         if pieces:

@@ -99,6 +99,7 @@ class BlobProducer:
         self._stopped = False
         self._scheduled = False
         self._socket: int | None = None
+        self._fd: int | None = None  # the current blob's file descriptor, if it has one
         self.done: Deferred[None] = Deferred()
 
     def start(self) -> Deferred[None]:
@@ -135,7 +136,11 @@ class BlobProducer:
                 if self._socket is None or not self._request.startedWriting:
                     self._write(CHUNK)
                     turns += 1
-                elif sendfile.transport_idle(self._request) and self._sendfile():
+                elif (
+                    self._fd is not None
+                    and sendfile.transport_idle(self._request)
+                    and self._sendfile()
+                ):
                     turns += SENDFILE_TURNS
                 else:  # bytes queued on the transport, or a full socket: spill through it
                     self._write(SPILL)
@@ -168,7 +173,8 @@ class BlobProducer:
         """Send what the socket takes of the current segment; False if it took nothing."""
         assert self._file is not None and self._socket is not None
         position = self._file.tell()
-        sent = sendfile.send(self._socket, self._file.fileno(), position, self._remaining)
+        assert self._fd is not None
+        sent = sendfile.send(self._socket, self._fd, position, self._remaining)
         if sent == 0:
             return False
         self._file.seek(position + sent)
@@ -182,6 +188,10 @@ class BlobProducer:
             return False
         segment = self._segments.pop(0)
         self._file = self._blobs.open_blob(segment.digest)
+        try:
+            self._fd = self._file.fileno()
+        except (OSError, ValueError):  # a blob kept in memory (io.UnsupportedOperation)
+            self._fd = None
         self._file.seek(segment.offset)
         self._remaining = segment.length
         return True

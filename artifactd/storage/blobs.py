@@ -71,6 +71,29 @@ class StagingFile:
         self._fs.unlink(self.path)
 
 
+@implementer(IStagingFile)
+class MemoryStaging:
+    """A whole small body held in memory (:meth:`IBlobStore.stage_bytes`): nothing to write,
+    sync or remove until a commit decides where its bytes go."""
+
+    synced = True
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def write(self, data: bytes) -> None:
+        raise TypeError("a staged in-memory body is complete")
+
+    def datasync(self) -> None:
+        pass
+
+    def sync(self) -> None:
+        pass
+
+    def discard(self) -> None:
+        self.data = b""
+
+
 @implementer(IBlobStore)
 class FileBlobStore:
     def __init__(self, layout: Layout, fs: FileSystem | None = None) -> None:
@@ -111,12 +134,19 @@ class FileBlobStore:
         os.chmod(path, 0o640)
         return StagingFile(path, self._fs)
 
+    def stage_bytes(self, data: bytes) -> MemoryStaging:
+        return MemoryStaging(data)
+
     def commit(self, staging: IStagingFile, digest: str) -> bool:
-        assert isinstance(staging, StagingFile)
         target = self._layout.blob(digest)
         if os.path.exists(target):
             staging.discard()
             return False
+        if isinstance(staging, MemoryStaging):  # its first bytes on disk: synced with the group
+            data = staging.data
+            staging = self.open_staging()
+            staging.write(data)
+        assert isinstance(staging, StagingFile)
         if self._pending is None:
             staging.sync()
         elif not staging.synced:

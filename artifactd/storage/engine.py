@@ -168,7 +168,7 @@ class Engine:
         if not unused:
             return
         try:
-            with self.blobs.group():
+            with self.meta.group(), self.blobs.group():  # small blobs go in one metadata batch
                 for digest in unused:
                     self.blobs.delete(digest)
         except Exception:  # the records are durable; an orphan blob is removed at next start

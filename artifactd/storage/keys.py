@@ -7,6 +7,7 @@ Key layout (every key starts with a one-byte table tag)::
     b"U" bucket 0x00 key 0x00 upload_id          -> Upload
     b"P" upload_id 0x00 part_number (4 bytes BE) -> Part
     b"R" digest                                  -> reference count (decimal ASCII)
+    b"D" digest                                  -> the bytes of a small blob (see tiered.py)
 
 Bucket names never contain 0x00, so within one bucket the byte order of object keys is the byte
 order of their UTF-8 encoding, which is S3's listing order.  A later versioning scheme adds a
@@ -35,6 +36,7 @@ OBJECT = b"O"
 UPLOAD = b"U"
 PART = b"P"
 REFCOUNT = b"R"
+SMALL_BLOB = b"D"
 SEP = b"\x00"
 
 
@@ -74,6 +76,10 @@ def part_key(upload_id: str, part_number: int) -> bytes:
 
 def refcount_key(digest: str) -> bytes:
     return REFCOUNT + digest.encode()
+
+
+def small_blob_key(digest: str) -> bytes:
+    return SMALL_BLOB + digest.encode()
 
 
 def _dump(value: dict[str, Any]) -> bytes:

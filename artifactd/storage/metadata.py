@@ -364,6 +364,28 @@ class KVMetadataStore:
                 self._w.write(puts, deletes)
             return len(puts) + len(deletes), set(counts)
 
+    # ---------------------------------------------------------- small blobs
+    def get_small_blob(self, digest: str) -> bytes | None:
+        return self._kv.get(keys.small_blob_key(digest))
+
+    def has_small_blob(self, digest: str) -> bool:
+        # through the writer: inside a group the engine must see the blobs staged so far
+        return self._w.get(keys.small_blob_key(digest)) is not None
+
+    def put_small_blob(self, digest: str, data: bytes) -> None:
+        with self._lock:
+            self._w.write({keys.small_blob_key(digest): data}, set())
+
+    def delete_small_blobs(self, digests: Iterable[str]) -> None:
+        with self._lock:
+            doomed = {keys.small_blob_key(d) for d in digests}
+            if doomed:
+                self._w.write({}, doomed)
+
+    def small_blob_digests(self) -> Iterator[str]:
+        for k, _ in self._kv.scan(keys.SMALL_BLOB):
+            yield k[len(keys.SMALL_BLOB) :].decode()
+
     def close(self) -> None:
         self._kv.close()
 

@@ -1,0 +1,136 @@
+"""Small blobs kept in the metadata store: committed in the group's one metadata batch with no
+file and no fsync, read back like files, deduplicated, deleted and recovered like files."""
+
+from __future__ import annotations
+
+import os
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from artifactd import errors
+from artifactd.preconditions import WriteCondition
+from artifactd.records import Bucket
+from artifactd.storage.engine import Engine, StagedBody
+from artifactd.storage.tiered import TieredBlobStore
+from artifactd.testing import RecordingFileSystem, build_engine
+from tests.test_engine import md5, read_object, sha256, simple_record, stage
+from tests.test_group_commit import RecordingKV, run_concurrently
+
+BUCKET = "bkt"
+
+
+def staged_in_memory(engine: Engine, data: bytes) -> StagedBody:
+    return StagedBody(engine.blobs.stage_bytes(data), len(data), md5(data), sha256(data))
+
+
+class TieredTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.fs = RecordingFileSystem()
+        self.kv = RecordingKV(self.fs.calls)
+        self.engine = build_engine(self.mktemp(), kv=self.kv, fs=self.fs, tiered=True)
+        assert isinstance(self.engine.blobs, TieredBlobStore)
+        self.tiered = self.engine.blobs
+        self.assertTrue(self.engine.meta.create_bucket(Bucket(BUCKET, 1.0)))
+        self.fs.calls.clear()
+
+    def files(self) -> list[str]:
+        return sorted(self.tiered._files.digests())
+
+    def put(self, key: str, body: StagedBody) -> None:
+        record = simple_record(BUCKET, key, body)
+        self.assertEqual(self.successResultOf(self.engine.put_object(body, record)), record)
+
+    def test_small_put_is_one_metadata_write(self) -> None:
+        """A small body staged in memory: one synced batch holds blob and record; no file is
+        created, synced or renamed, no directory synced."""
+        data = b"small artifact"
+        body = staged_in_memory(self.engine, data)
+        self.put("k", body)
+        self.assertEqual(self.fs.calls, [("kv_write", 3, 0)])  # blob, record, refcount
+        self.assertEqual(self.files(), [])
+        record = self.engine.meta.get_object(BUCKET, "k")
+        assert record is not None
+        self.assertEqual(read_object(self.engine, record), data)
+        self.assertTrue(self.tiered.exists(sha256(data)))
+        self.assertEqual(list(self.tiered.digests()), [sha256(data)])
+
+    def test_large_or_file_bodies_stay_files(self) -> None:
+        """Over small_max, or staged in a file, a blob is a file as before."""
+        self.tiered.small_max = 8
+        self.put("big", staged_in_memory(self.engine, b"more than eight"))
+        self.put("file", stage(self.engine, b"tiny"))
+        self.assertEqual(self.files(), sorted([sha256(b"more than eight"), sha256(b"tiny")]))
+        self.assertEqual(list(self.engine.meta.small_blob_digests()), [])
+        for key, data in (("big", b"more than eight"), ("file", b"tiny")):
+            record = self.engine.meta.get_object(BUCKET, key)
+            assert record is not None
+            self.assertEqual(read_object(self.engine, record), data)
+
+    def test_dedup_and_release(self) -> None:
+        """Two objects with the same small content share one blob; it goes when the last
+        reference goes, in a metadata batch."""
+        data = b"shared"
+        self.put("a", staged_in_memory(self.engine, data))
+        self.put("b", staged_in_memory(self.engine, data))
+        self.assertEqual(self.engine.meta.refcount(sha256(data)), 2)
+        self.successResultOf(self.engine.delete_object(BUCKET, "a"))
+        self.assertTrue(self.tiered.exists(sha256(data)))
+        self.successResultOf(self.engine.delete_object(BUCKET, "b"))
+        self.assertFalse(self.tiered.exists(sha256(data)))
+        self.assertRaises(FileNotFoundError, self.tiered.open_blob, sha256(data))
+
+    def test_overwrite_releases_the_old_small_blob(self) -> None:
+        self.put("k", staged_in_memory(self.engine, b"one"))
+        self.put("k", staged_in_memory(self.engine, b"two"))
+        self.assertEqual(list(self.engine.meta.small_blob_digests()), [sha256(b"two")])
+
+    def test_failed_commit_in_a_group_keeps_a_shared_blob(self) -> None:
+        """In one group, a PUT refused at commit (its condition fails) drops the small blob it
+        staged; a later PUT of the same content in the same group stores it again, so the
+        blob its record references exists once the group is durable."""
+        self.put("exists", staged_in_memory(self.engine, b"old"))
+        data = b"same content"
+        first = staged_in_memory(self.engine, data)
+        second = staged_in_memory(self.engine, data)
+        refused = WriteCondition(if_none_match=True)
+        results = run_concurrently(
+            self.engine,
+            [
+                lambda: self.engine._put_object(
+                    first, simple_record(BUCKET, "exists", first), refused
+                ),
+                lambda: self.engine._put_object(second, simple_record(BUCKET, "new", second), None),
+            ],
+        )
+        self.assertIsInstance(results[0], errors.PreconditionFailed)
+        record = self.engine.meta.get_object(BUCKET, "new")
+        assert record is not None
+        self.assertEqual(read_object(self.engine, record), data)
+        self.assertEqual(self.engine.meta.refcount(sha256(data)), 1)
+
+    def test_recovery_removes_orphan_small_blobs(self) -> None:
+        """A small blob no record references (a crash between a delete's batches) is removed
+        at start-up; referenced ones stay."""
+        self.put("kept", staged_in_memory(self.engine, b"kept"))
+        self.engine.meta.put_small_blob(sha256(b"orphan"), b"orphan")
+        report = self.successResultOf(self.engine.recover())
+        self.assertEqual(report.orphan_blobs_removed, 1)
+        self.assertEqual(list(self.engine.meta.small_blob_digests()), [sha256(b"kept")])
+        self.assertEqual(report.missing_blobs, ())
+
+
+class TieredLevelDBTests(SynchronousTestCase):
+    def test_survives_reopen(self) -> None:
+        """Small blobs are in LevelDB: a reopened store reads them back."""
+        root = self.mktemp()
+        engine = build_engine(root, kv="leveldb", tiered=True)
+        self.assertTrue(engine.meta.create_bucket(Bucket(BUCKET, 1.0)))
+        data = os.urandom(1000)
+        body = staged_in_memory(engine, data)
+        self.successResultOf(engine.put_object(body, simple_record(BUCKET, "k", body)))
+        engine.meta.close()
+        engine = build_engine(root, kv="leveldb", tiered=True)
+        self.addCleanup(engine.meta.close)
+        record = engine.meta.get_object(BUCKET, "k")
+        assert record is not None
+        self.assertEqual(read_object(engine, record), data)
