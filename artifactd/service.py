@@ -20,6 +20,7 @@ from artifactd.expiry import UploadExpiry
 from artifactd.http.api import S3Api
 from artifactd.http.gate import Gate
 from artifactd.http.site import S3Site
+from artifactd.memory import freeze_startup_objects
 from artifactd.records import RecoveryReport
 from artifactd.storage.blobs import FileBlobStore
 from artifactd.storage.engine import Engine
@@ -135,6 +136,7 @@ class ArtifactdService(Service):
         return pair
 
     def _recovered(self, report: RecoveryReport) -> None:
+        freeze_startup_objects()
         self.log.info(
             "recovery: removed {staging_removed} staging files and {orphan_blobs_removed} orphan"
             " blobs, fixed {refcounts_fixed} reference counts",

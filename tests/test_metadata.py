@@ -173,6 +173,22 @@ class MetadataStoreTestsMixin(_Base):
         return [self.store.refcount(r.digest) for r in refs]
 
     # ---------------------------------------------------------------- interface
+    def test_deleted_bucket_is_forgotten(self) -> None:
+        """Bucket records are remembered between reads, but a deleted bucket is gone for
+        readers once the deletion is durable: at once outside a group, at the group's batch
+        inside one (until then readers still see it, as they see every staged change)."""
+        name = self.fresh_bucket()
+        self.assertEqual(self.store.get_bucket(name), Bucket(name, 2.0))
+        self.store.delete_bucket(name)
+        self.assertIsNone(self.store.get_bucket(name))
+        self.assertTrue(self.store.create_bucket(Bucket(name, 3.0)))
+        self.assertEqual(self.store.get_bucket(name), Bucket(name, 3.0))
+        with self.store.group():
+            self.store.delete_bucket(name)
+            self.assertEqual(self.store.get_bucket(name), Bucket(name, 3.0))  # not durable yet
+        self.assertIsNone(self.store.get_bucket(name))
+        self.assertNotIn(name, [b.name for b in self.store.list_buckets()])
+
     def test_interface(self) -> None:
         """KVMetadataStore provides IMetadataStore."""
         self.assertTrue(verifyObject(IMetadataStore, self.store))

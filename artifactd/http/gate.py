@@ -110,13 +110,15 @@ class Gate:
         if ctx.action == "PutObject":
             # refuse a conditional write before its body; the metadata store re-checks atomically
             assert target.bucket is not None and target.key is not None
-            current = self._meta.get_object(target.bucket, target.key)
-            preconditions.check_write(
-                preconditions.write_condition(lower),
-                current.etag if current is not None else None,
-                at_commit=False,
-                key=target.key,
-            )
+            condition = preconditions.write_condition(lower)
+            if condition is not None:
+                current = self._meta.get_object(target.bucket, target.key)
+                preconditions.check_write(
+                    condition,
+                    current.etag if current is not None else None,
+                    at_commit=False,
+                    key=target.key,
+                )
         return self._plan(ctx, lower, length, verified, streamed, upload)
 
     # --------------------------------------------------------------- helpers

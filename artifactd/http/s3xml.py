@@ -165,16 +165,16 @@ def contents(objects: Iterable[ObjectSummary], encoding_type: str | None, owner:
     ``owner``."""
     owned = f"<Owner><ID>{OWNER_ID}</ID><DisplayName>{OWNER_ID}</DisplayName></Owner>"
     tail = "<StorageClass>STANDARD</StorageClass>"
-    out = []
-    for o in objects:
-        checksum = ""
-        if o.checksum_algorithm is not None:
-            checksum = _checksum_elements(o.checksum_algorithm, o.checksum_type)
-        out.append(
-            f"<Contents><Key>{_escape(encode_key(o.key, encoding_type))}</Key>"
-            f"<LastModified>{iso8601(o.last_modified)}</LastModified>"
-            f'<ETag>"{_escape(o.etag)}"</ETag><Size>{o.size}</Size>{tail}{checksum}'
-            f"{owned if owner else ''}</Contents>"
+    end = f"{owned}</Contents>" if owner else "</Contents>"
+    out: list[str] = []
+    append = out.append
+    for key, size, etag, mtime, algorithm, checksum_type in objects:
+        if encoding_type is not None:
+            key = encode_key(key, encoding_type)
+        checksum = _checksum_elements(algorithm, checksum_type) if algorithm is not None else ""
+        append(
+            f"<Contents><Key>{_escape(key)}</Key><LastModified>{iso8601(mtime)}</LastModified>"
+            f'<ETag>"{_escape(etag)}"</ETag><Size>{size}</Size>{tail}{checksum}{end}'
         )
     return Raw("".join(out))
 

@@ -586,16 +586,9 @@ def _canonical_targets(
 ) -> list[tuple[bytes, bytes]]:
     """The ``(canonical URI, canonical query)`` forms to try, the S3-canonical one first."""
     kept = [p for p in params if not (presigned and p.name == b"X-Amz-Signature")]
-    uri = quote(unquote_to_bytes(req.raw_path), safe=_URI_SAFE).encode("ascii") or b"/"
+    uri = _canonical_path(req.raw_path) or b"/"
     query = b"&".join(
-        n + b"=" + v
-        for n, v in sorted(
-            (
-                quote(p.name, safe=_QUERY_SAFE).encode("ascii"),
-                quote(p.value, safe=_QUERY_SAFE).encode("ascii"),
-            )
-            for p in kept
-        )
+        n + b"=" + v for n, v in sorted((_quote_query(p.name), _quote_query(p.value)) for p in kept)
     )
     raw_uri = req.raw_path or b"/"
     raw_query = b"&".join(n + b"=" + v for n, v in sorted((p.raw_name, p.raw_value) for p in kept))
@@ -603,6 +596,24 @@ def _canonical_targets(
     if (raw_uri, raw_query) != (uri, query):
         targets.append((raw_uri, raw_query))
     return targets
+
+
+_PLAIN_PATH = re.compile(rb"[A-Za-z0-9_.~/-]*")  # what canonicalisation leaves as it is
+
+
+def _canonical_path(raw_path: bytes) -> bytes:
+    """``raw_path`` decoded and re-encoded as SigV4 encodes a path (a path of unreserved
+    characters and ``/`` only, the common case, is its own canonical form)."""
+    if _PLAIN_PATH.fullmatch(raw_path):
+        return raw_path
+    return quote(unquote_to_bytes(raw_path), safe=_URI_SAFE).encode("ascii")
+
+
+@functools.lru_cache(maxsize=4096)
+def _quote_query(value: bytes) -> bytes:
+    """A query name or value (decoded) encoded as SigV4 encodes it.  Remembered: most of a
+    client's query values recur from request to request (credential, algorithm, expiry)."""
+    return quote(value, safe=_QUERY_SAFE).encode("ascii")
 
 
 def _canonical_headers(signed_headers: Sequence[str], headers: Mapping[str, list[bytes]]) -> bytes:

@@ -176,6 +176,9 @@ _PLAIN = re.compile(
 )
 
 
+_new_summary = tuple.__new__
+
+
 def decode_summary(key: str, raw: bytes) -> ObjectSummary:
     """The listing view of the object record ``raw`` stored under ``key``: the same values as
     :func:`decode_object` gives, read without decoding the whole record when its fields have the
@@ -184,13 +187,18 @@ def decode_summary(key: str, raw: bytes) -> ObjectSummary:
     if plain is not None:
         size, etag, mtime, algorithm, checksum_type = plain.groups()
         try:
-            return ObjectSummary(
-                key,
-                int(size),
-                etag.decode(),
-                float(mtime),
-                None if algorithm is None else algorithm.decode(),
-                None if checksum_type is None else checksum_type.decode(),
+            # tuple.__new__: the named tuple's own __new__ is a Python function (a listing page
+            # builds a thousand of these)
+            return _new_summary(
+                ObjectSummary,
+                (
+                    key,
+                    int(size),
+                    etag.decode(),
+                    float(mtime),
+                    None if algorithm is None else algorithm.decode(),
+                    None if checksum_type is None else checksum_type.decode(),
+                ),
             )
         except ValueError:  # not a number json.dumps would write: take the long way
             pass

@@ -57,6 +57,12 @@ class KVMetadataStore:
         # ``_kv``, so they never see a change before it is durable.
         self._w: _Writable = kv
         self._lock = threading.RLock()
+        # Bucket records, read on every request, change only when a bucket is deleted: existing
+        # ones are remembered.  A deletion clears them once it is durable; a reader that raced
+        # it does not keep what it read (see get_bucket).
+        self._buckets: dict[str, Bucket] = {}
+        self._buckets_generation = 0
+        self._bucket_deleted = False
 
     @contextmanager
     def group(self) -> Iterator[None]:
@@ -72,11 +78,28 @@ class KVMetadataStore:
             finally:
                 self._w = self._kv
             overlay.flush()
+            if self._bucket_deleted:
+                self._forget_buckets()
+
+    def _forget_buckets(self) -> None:
+        self._bucket_deleted = False
+        self._buckets_generation += 1
+        self._buckets.clear()
 
     # ------------------------------------------------------------------ reads
     def get_bucket(self, name: str) -> Bucket | None:
+        bucket = self._buckets.get(name)
+        if bucket is not None:
+            return bucket
+        generation = self._buckets_generation
         raw = self._kv.get(keys.bucket_key(name))
-        return keys.decode_bucket(raw) if raw is not None else None
+        if raw is None:
+            return None
+        bucket = keys.decode_bucket(raw)
+        self._buckets[name] = bucket
+        if generation != self._buckets_generation:  # a deletion became durable meanwhile
+            self._buckets.pop(name, None)
+        return bucket
 
     def list_buckets(self) -> list[Bucket]:
         return [keys.decode_bucket(v) for _, v in self._kv.scan(keys.BUCKET)]
@@ -253,6 +276,9 @@ class KVMetadataStore:
             if not _bucket_is_empty(self._w, name):
                 raise errors.BucketNotEmpty(resource=name, extra={"BucketName": name})
             self._w.write({}, {keys.bucket_key(name)})
+            self._bucket_deleted = True
+            if self._w is self._kv:  # durable now; in a group, once the group's batch is
+                self._forget_buckets()
 
     def put_object(
         self, record: ObjectRecord, condition: WriteCondition | None = None
