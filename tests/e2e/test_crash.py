@@ -25,6 +25,7 @@ from typing import Any
 from attrs import define, field, frozen
 from twisted.trial.unittest import SynchronousTestCase
 
+from artifactd.storage.tiered import SMALL_MAX
 from tests.e2e.daemon import Daemon, DaemonFailed
 
 MiB = 1024 * 1024
@@ -74,7 +75,8 @@ class Model:
     maybe: dict[str, Expected]  # the upload failed in flight: absent, or present as expected
     deleting: dict[str, Expected]  # the delete failed in flight: present as expected, or absent
     deleted: set[str]  # a 2xx was received for its delete: must be absent
-    parts: dict[tuple[str, int], tuple[str, str]]  # (upload id, number) -> (sha256, md5) sent
+    # (upload id, number) -> (sha256, md5, size) sent
+    parts: dict[tuple[str, int], tuple[str, str, int]]
     lock: threading.Lock
 
     def expected(self, key: str) -> Expected | None:
@@ -82,6 +84,14 @@ class Model:
 
     def live_bytes(self) -> int:
         return sum(e.size for e in self.confirmed.values())
+
+    def small_blobs(self) -> set[str]:
+        """The digests of every body sent that the daemon keeps in its metadata store, not in
+        a blob file (tiered.SMALL_MAX bytes or fewer)."""
+        expected = [*self.confirmed.values(), *self.maybe.values(), *self.deleting.values()]
+        small = {e.blobs[0] for e in expected if len(e.blobs) == 1 and e.size <= SMALL_MAX}
+        small.update(sha for sha, _, size in self.parts.values() if size <= SMALL_MAX)
+        return small
 
 
 @define
@@ -219,6 +229,7 @@ class Workload:
                     self.model.parts[(mp.upload_id, number)] = (
                         hashlib.sha256(body).hexdigest(),
                         hashlib.md5(body).hexdigest(),
+                        len(body),
                     )
                 self.current = "upload part"
                 part = client.upload_part(
@@ -389,11 +400,12 @@ class CrashTests(SynchronousTestCase):
                     assert sent is not None
                     self.assertEqual(part["ETag"], f'"{sent[1]}"')
                     referenced.add(sent[0])
+        # small blobs live in the metadata store (checked at rest, with the daemon stopped)
         on_disk = set(blob_files(daemon.data_dir))
         self.assertEqual(
-            (sorted(on_disk - referenced), sorted(referenced - on_disk)),
+            (sorted(on_disk - referenced), sorted(referenced - on_disk - model.small_blobs())),
             ([], []),
-            f"{context}: (orphan blobs, missing blobs)",
+            f"{context}: (orphan blob files, missing blobs)",
         )
         # settle the uncertain outcomes: what is there now was committed before the crash
         with model.lock:
@@ -435,6 +447,7 @@ class CrashTests(SynchronousTestCase):
                 k[len(keys.REFCOUNT) :].decode(): keys.decode_count(v)
                 for k, v in kv.scan(keys.REFCOUNT)
             }
+            small = {digest: meta.get_small_blob(digest) for digest in meta.small_blob_digests()}
         finally:
             meta.close()
         self.assertEqual(sorted(objects), sorted(model.confirmed), context)
@@ -447,7 +460,11 @@ class CrashTests(SynchronousTestCase):
             )
         self.assertEqual(stored, dict(counts), f"{context}: reference counts")
         files = blob_files(daemon.data_dir)
-        self.assertEqual(sorted(files), sorted(counts), f"{context}: blob files")
+        self.assertEqual(sorted(files.keys() | small.keys()), sorted(counts), f"{context}: blobs")
+        self.assertEqual(files.keys() & small.keys(), set(), f"{context}: blobs stored twice")
+        for digest, data in small.items():
+            assert data is not None
+            self.assertEqual(hashlib.sha256(data).hexdigest(), digest, f"{context}: {digest}")
         for digest, path in files.items():
             sha = hashlib.sha256()
             with open(path, "rb") as f:
@@ -456,7 +473,8 @@ class CrashTests(SynchronousTestCase):
             self.assertEqual(sha.hexdigest(), digest, f"{context}: blob {path} is corrupt")
         print(
             f"at rest: {len(objects)} objects, {len(uploads)} uploads in progress,"
-            f" {len(files)} blobs, {sum(counts.values())} references"
+            f" {len(files)} blob files, {len(small)} small blobs, {sum(counts.values())}"
+            " references"
         )
 
 
