@@ -75,7 +75,7 @@ class ArtifactdService(Service):
         self._meta = KVMetadataStore(LevelDBKV(layout.metadata))
         blobs = TieredBlobStore(FileBlobStore(layout), self._meta)
         blobs.prepare()
-        engine = Engine(blobs, self._meta, run)
+        engine = Engine(blobs, self._meta, run, call_from_thread=self._reactor.callFromThread)
         self.engine = engine
         clock: IReactorTime = self._reactor
         gate = Gate(config, self._meta, credentials.StaticAuthenticator(pair), clock.seconds)
@@ -202,6 +202,7 @@ class ArtifactdService(Service):
         self._ports = []
         if self.engine is not None:
             yield self.engine.close()
+            self.engine.stop()
         if self._pool is not None:
             self._pool.stop()  # joins the disk threads: nothing uses the database after this
             self._pool = None

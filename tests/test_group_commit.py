@@ -5,6 +5,7 @@ group's metadata changes reads like the store it will be written to."""
 from __future__ import annotations
 
 import hashlib
+import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -20,7 +21,8 @@ from artifactd.records import Bucket
 from artifactd.storage.engine import Engine, StagedBody
 from artifactd.storage.kv import MemoryKV, Overlay
 from artifactd.testing import RecordingFileSystem, build_engine
-from tests.test_engine import simple_record, stage
+from tests.test_engine import md5, simple_record, stage
+from tests.test_engine import sha256 as sha
 
 BUCKET = "bkt"
 
@@ -74,7 +76,7 @@ class GroupCommitTests(SynchronousTestCase):
     def put(self, key: str, data: bytes, condition: WriteCondition | None = None) -> Any:
         body = stage(self.engine, data)
         record = simple_record(BUCKET, key, body)
-        return lambda: self.engine._put_object(body, record, condition)
+        return lambda: self.engine._commit(self.engine._put_object_now, body, record, condition)
 
     def test_concurrent_puts_share_one_group(self) -> None:
         """Eight concurrent PUTs: one group, one metadata write, each directory fsynced once,
@@ -114,7 +116,9 @@ class GroupCommitTests(SynchronousTestCase):
 
         def commit(staging: Any, digest: str, key: str) -> Callable[[], Any]:
             body = StagedBody(staging, len(key), "0" * 32, digest)
-            return lambda: self.engine._put_object(body, simple_record(BUCKET, key, body), None)
+            return lambda: self.engine._commit(
+                self.engine._put_object_now, body, simple_record(BUCKET, key, body), None
+            )
 
         run_concurrently(self.engine, [commit(s, d, f"u{i}") for i, (s, d) in enumerate(bodies)])
         ops = self.fs.operations()
@@ -138,7 +142,9 @@ class GroupCommitTests(SynchronousTestCase):
         """A conditional PUT that fails in a group changes nothing and leaves no blob; the others
         in the group succeed."""
         existing = stage(self.engine, b"old")
-        self.engine._put_object(existing, simple_record(BUCKET, "taken", existing), None)
+        self.engine._commit(
+            self.engine._put_object_now, existing, simple_record(BUCKET, "taken", existing), None
+        )
         works = [
             self.put("free", b"new 1"),
             self.put("taken", b"new 2", WriteCondition(if_none_match=True)),
@@ -157,7 +163,9 @@ class GroupCommitTests(SynchronousTestCase):
         """One commit drops the last reference to a blob and another in the same group stores
         the same content again: the blob survives the group."""
         first = stage(self.engine, b"shared")
-        self.engine._put_object(first, simple_record(BUCKET, "a", first), None)
+        self.engine._commit(
+            self.engine._put_object_now, first, simple_record(BUCKET, "a", first), None
+        )
         replace_a = self.put("a", b"something else")
         again = self.put("b", b"shared")
         run_concurrently(self.engine, [replace_a, again])
@@ -167,11 +175,16 @@ class GroupCommitTests(SynchronousTestCase):
     def test_released_blobs_deleted_after_the_metadata_write(self) -> None:
         """Blobs released by a group are unlinked only after its metadata batch is written."""
         body = stage(self.engine, b"going")
-        self.engine._put_object(body, simple_record(BUCKET, "gone", body), None)
+        self.engine._commit(
+            self.engine._put_object_now, body, simple_record(BUCKET, "gone", body), None
+        )
         self.fs.calls.clear()
         run_concurrently(
             self.engine,
-            [lambda: self.engine._delete_object(BUCKET, "gone"), self.put("x", b"x")],
+            [
+                lambda: self.engine._commit(self.engine._delete_object_now, BUCKET, "gone"),
+                self.put("x", b"x"),
+            ],
         )
         ops = self.fs.operations()
         self.assertLess(ops.index("kv_write"), ops.index("unlink"))
@@ -235,3 +248,60 @@ class OverlayTests(SynchronousTestCase):
         self.assertEqual(store.writes, writes + (1 if changes else 0))
         self.assertEqual(seen, list(store.scan(prefix, start)))
         self.assertEqual(got, {k: store.get(k) for k in got})
+
+
+class CommitterTests(SynchronousTestCase):
+    """With the reactor's ``callFromThread``, commits queued from the reactor thread are run by
+    one committer thread, a group at a time, and come back in one call per group."""
+
+    def setUp(self) -> None:
+        self.calls: queue.Queue[tuple[Callable[..., Any], tuple[Any, ...]]] = queue.Queue()
+        engine = build_engine(self.mktemp(), tiered=True)
+        self.engine = Engine(
+            engine.blobs,
+            engine.meta,
+            engine._run,
+            call_from_thread=lambda f, *args: self.calls.put((f, args)),
+        )
+        self.addCleanup(self.engine.stop)
+
+    def deliver(self) -> int:
+        """Run the next call the committer handed to the 'reactor'; how many commits it fired."""
+        f, args = self.calls.get(timeout=10)
+        f(*args)
+        return len(args[0])
+
+    def test_queued_commits_are_grouped_and_delivered_together(self) -> None:
+        created = self.engine.create_bucket(Bucket(BUCKET, 1.0))
+        self.assertEqual(self.deliver(), 1)
+        self.assertTrue(self.successResultOf(created))
+        bodies = [
+            StagedBody(self.engine.blobs.stage_bytes(b"%d" % i), 1, md5(b"%d" % i), sha(b"%d" % i))
+            for i in range(8)
+        ]
+        with self.engine._commit_lock:  # the committer waits: all eight queue up meanwhile
+            puts = [
+                self.engine.put_object(body, simple_record(BUCKET, f"k{i}", body))
+                for i, body in enumerate(bodies)
+            ]
+            refused = self.engine.put_object(
+                bodies[0],
+                simple_record(BUCKET, "k0", bodies[0]),
+                WriteCondition(if_none_match=True),
+            )
+            self.assertNoResult(puts[0])
+        fired = 0
+        while fired < 9:
+            fired += self.deliver()
+        self.assertEqual([self.successResultOf(d).key for d in puts], [f"k{i}" for i in range(8)])
+        self.failureResultOf(refused, errors.PreconditionFailed)
+        self.assertLessEqual(self.engine.groups, 3)  # the bucket, then one or two for the rest
+        self.assertEqual(self.engine.grouped_commits, 10)
+
+    def test_closed_engine_refuses_and_stops(self) -> None:
+        self.successResultOf(self.engine.close())
+        self.failureResultOf(
+            self.engine.create_bucket(Bucket(BUCKET, 1.0)), errors.ServiceUnavailable
+        )
+        self.engine.stop()
+        self.assertIsNone(self.engine._committer)

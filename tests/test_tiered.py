@@ -96,10 +96,15 @@ class TieredTests(SynchronousTestCase):
         results = run_concurrently(
             self.engine,
             [
-                lambda: self.engine._put_object(
-                    first, simple_record(BUCKET, "exists", first), refused
+                lambda: self.engine._commit(
+                    self.engine._put_object_now,
+                    first,
+                    simple_record(BUCKET, "exists", first),
+                    refused,
                 ),
-                lambda: self.engine._put_object(second, simple_record(BUCKET, "new", second), None),
+                lambda: self.engine._commit(
+                    self.engine._put_object_now, second, simple_record(BUCKET, "new", second), None
+                ),
             ],
         )
         self.assertIsInstance(results[0], errors.PreconditionFailed)

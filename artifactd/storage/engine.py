@@ -64,21 +64,37 @@ class StagedBody:
 
 @define
 class _Commit(Generic[T]):
-    """One queued commit: ``work`` runs inside a group, under the commit lock."""
+    """One queued commit: ``work`` runs inside a group, under the commit lock.  A commit queued
+    from the reactor thread carries the ``deferred`` to fire there once its group is durable."""
 
     work: Callable[[], T]
     done: bool = False
     result: T | None = None
     error: BaseException | None = None
+    deferred: Deferred[T] | None = None
 
 
 class Engine:
     log = Logger()
 
-    def __init__(self, blobs: IBlobStore, meta: IMetadataStore, run: Runner) -> None:
+    def __init__(
+        self,
+        blobs: IBlobStore,
+        meta: IMetadataStore,
+        run: Runner,
+        call_from_thread: Callable[..., object] | None = None,
+    ) -> None:
         self.blobs = blobs
         self.meta = meta
         self._run = run
+        # With call_from_thread (the reactor's), commits that are nothing but a commit are
+        # queued straight from the reactor thread and run by one committer thread, which hands
+        # each group's results back in one call: no disk-pool thread per write waits for the
+        # commit lock, and the reactor shares the GIL with one thread instead of dozens.
+        self._call_from_thread = call_from_thread
+        self._committer: threading.Thread | None = None
+        self._wakeup = threading.Event()
+        self._stopping = False
         self._commit_lock = threading.Lock()
         self._queue_lock = threading.Lock()
         self._queue: list[_Commit[Any]] = []
@@ -93,7 +109,62 @@ class Engine:
         """Run ``f`` in the disk pool, tracked and shielded from the caller's cancellation."""
         if self.closed:
             return fail(errors.ServiceUnavailable())
-        inner: Deferred[T] = self._run(f, *args)
+        return self._track(self._run(f, *args))
+
+    def _submit_commit(self, f: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
+        """``f(*args, **kwargs)`` as a commit: queued for the committer thread when there is
+        one, else run in the disk pool as :meth:`_commit`.  Tracked and shielded like
+        :meth:`_submit`."""
+        if self._call_from_thread is None:
+            return self._submit(self._commit, f, *args, **kwargs)
+        if self.closed:
+            return fail(errors.ServiceUnavailable())
+        inner: Deferred[T] = Deferred()
+        item: _Commit[T] = _Commit(lambda: f(*args, **kwargs), deferred=inner)
+        with self._queue_lock:
+            self._queue.append(item)
+        if self._committer is None:
+            self._committer = threading.Thread(
+                target=self._committer_main, name="artifactd-commit", daemon=True
+            )
+            self._committer.start()
+        self._wakeup.set()
+        return self._track(inner)
+
+    def _committer_main(self) -> None:
+        """The committer thread: run everything queued as one group, hand the results back,
+        sleep until more is queued."""
+        while True:
+            self._wakeup.wait()
+            self._wakeup.clear()  # before taking the queue: a commit queued after it wakes us
+            with self._commit_lock:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                if batch:
+                    self._run_group(batch)
+            self._deliver(batch)
+            if self._stopping:
+                with self._queue_lock:
+                    if not self._queue:
+                        return
+
+    def _deliver(self, batch: list[_Commit[Any]]) -> None:
+        """Hand the results of a durable group's reactor-queued commits back, in one call."""
+        queued = [item for item in batch if item.deferred is not None]
+        if queued:
+            assert self._call_from_thread is not None
+            self._call_from_thread(_fire, queued)
+
+    def stop(self) -> None:
+        """Stop the committer thread once the commits queued so far are done (blocks; after
+        :meth:`close` has drained)."""
+        committer, self._committer = self._committer, None
+        if committer is not None:
+            self._stopping = True
+            self._wakeup.set()
+            committer.join()
+
+    def _track(self, inner: Deferred[T]) -> Deferred[T]:
         self._inflight.add(inner)
         outer: Deferred[T] = Deferred()
 
@@ -135,6 +206,7 @@ class Engine:
                 with self._queue_lock:
                     batch, self._queue = self._queue, []
                 self._run_group(batch)
+                self._deliver(batch)  # commits the reactor queued may be in it
         if item.error is not None:
             raise item.error
         return item.result  # type: ignore[return-value]
@@ -176,10 +248,10 @@ class Engine:
 
     # ------------------------------------------------------------- buckets
     def create_bucket(self, bucket: Bucket) -> Deferred[bool]:
-        return self._submit(self._commit, self.meta.create_bucket, bucket)
+        return self._submit_commit(self.meta.create_bucket, bucket)
 
     def delete_bucket(self, name: str) -> Deferred[None]:
-        return self._submit(self._commit, self.meta.delete_bucket, name)
+        return self._submit_commit(self.meta.delete_bucket, name)
 
     # ------------------------------------------------------------- objects
     def put_object(
@@ -187,12 +259,7 @@ class Engine:
     ) -> Deferred[ObjectRecord]:
         """Make the staged body the object described by ``record`` (whose ``blobs`` must be the
         single blob of ``body``), if the conditional write ``condition`` holds at that moment."""
-        return self._submit(self._put_object, body, record, condition)
-
-    def _put_object(
-        self, body: StagedBody, record: ObjectRecord, condition: WriteCondition | None
-    ) -> ObjectRecord:
-        return self._commit(self._put_object_now, body, record, condition)
+        return self._submit_commit(self._put_object_now, body, record, condition)
 
     def _put_object_now(
         self, body: StagedBody, record: ObjectRecord, condition: WriteCondition | None
@@ -208,10 +275,7 @@ class Engine:
         return record
 
     def delete_object(self, bucket: str, key: str) -> Deferred[bool]:
-        return self._submit(self._delete_object, bucket, key)
-
-    def _delete_object(self, bucket: str, key: str) -> bool:
-        return self._commit(self._delete_object_now, bucket, key)
+        return self._submit_commit(self._delete_object_now, bucket, key)
 
     def _delete_object_now(self, bucket: str, key: str) -> bool:
         existed, released = self.meta.delete_object(bucket, key)
@@ -223,7 +287,7 @@ class Engine:
     ) -> Deferred[ObjectRecord]:
         """Replace the tags of the object ``bucket``/``key`` in one synced metadata batch (disk
         pool, under the commit lock); fires with the updated record, or fails with NoSuchKey."""
-        return self._submit(self._commit, self.meta.set_object_tags, bucket, key, tags)
+        return self._submit_commit(self.meta.set_object_tags, bucket, key, tags)
 
     def discard(self, staging: IStagingFile) -> Deferred[None]:
         """Delete a staging file that will not be committed."""
@@ -231,10 +295,10 @@ class Engine:
 
     # ----------------------------------------------------------- multipart
     def create_upload(self, upload: Upload) -> Deferred[None]:
-        return self._submit(self._commit, self.meta.create_upload, upload)
+        return self._submit_commit(self.meta.create_upload, upload)
 
     def put_part(self, body: StagedBody, upload: Upload, part: Part) -> Deferred[Part]:
-        return self._submit(self._put_part, body, upload, part)
+        return self._submit_commit(self._put_part_now, body, upload, part)
 
     def _put_part(self, body: StagedBody, upload: Upload, part: Part) -> Part:
         return self._commit(self._put_part_now, body, upload, part)
@@ -494,6 +558,16 @@ class Engine:
             refcounts_fixed=fixed,
             missing_blobs=missing,
         )
+
+
+def _fire(items: list[_Commit[Any]]) -> None:
+    """Reactor thread: fire the Deferreds of a durable group's commits."""
+    for item in items:
+        assert item.deferred is not None
+        if item.error is not None:
+            item.deferred.errback(Failure(item.error))
+        else:
+            item.deferred.callback(item.result)
 
 
 def _source_missing(source: ObjectRecord) -> errors.S3Error:
