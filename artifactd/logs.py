@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import sys
 from typing import IO, Any, cast
 
@@ -44,12 +45,30 @@ def format_message(event: LogEvent) -> str:
     return formatEvent(event)
 
 
+def _iso_time(when: float) -> str:
+    """``datetime.fromtimestamp(when, UTC).isoformat(timespec="milliseconds")``, with the part
+    up to the second formatted once per second (the access log writes one event per request)."""
+    fraction, whole = math.modf(when)  # rounded to the microsecond first, as datetime does
+    micros = round(fraction * 1e6)
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    elif micros < 0:
+        whole, micros = whole - 1, micros + 1_000_000
+    second = int(whole)
+    millis = micros // 1000
+    if _second[0] != second:
+        moment = datetime.datetime.fromtimestamp(second, tz=datetime.UTC)
+        _second[:] = [second, moment.strftime("%Y-%m-%dT%H:%M:%S")]
+    return f"{_second[1]}.{millis:03d}+00:00"
+
+
+_second: list[Any] = [None, ""]
+
+
 def event_as_dict(event: LogEvent) -> dict[str, Any]:
     """The JSON-ready form of one event."""
     out: dict[str, Any] = {
-        "time": datetime.datetime.fromtimestamp(
-            event.get("log_time", 0.0), tz=datetime.UTC
-        ).isoformat(timespec="milliseconds"),
+        "time": _iso_time(event.get("log_time", 0.0)),
         "level": event["log_level"].name if event.get("log_level") is not None else "info",
         "namespace": event.get("log_namespace", ""),
         "msg": format_message(event),

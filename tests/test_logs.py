@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import io
 import json
 from typing import Any
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 from twisted.logger import LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from artifactd.logs import event_as_dict, format_message, json_observer_to
+from artifactd.logs import _iso_time, event_as_dict, format_message, json_observer_to
 
 ACCESS_FORMAT = "{action} {status} {method} {resource} {duration_ms}ms {request_id}"
 
@@ -58,6 +59,15 @@ def access_event(**fields: Any) -> dict[str, Any]:
     }
     event.update(fields)
     return event
+
+
+class TimeTests(SynchronousTestCase):
+    @given(st.floats(min_value=0, max_value=4e9) | st.integers(0, 4 * 10**9).map(float))
+    def test_iso_time_is_datetimes(self, when: float) -> None:
+        """The cached-second timestamp is exactly datetime's (rounded to the microsecond, then
+        cut to the millisecond), whatever the order of the calls."""
+        expected = datetime.datetime.fromtimestamp(when, tz=datetime.UTC)
+        self.assertEqual(_iso_time(when), expected.isoformat(timespec="milliseconds"))
 
 
 class FormatMessageTests(SynchronousTestCase):

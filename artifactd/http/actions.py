@@ -83,8 +83,8 @@ def parse_query(raw_query: bytes) -> dict[str, str]:
             continue
         name, _, value = part.partition(b"=")
         try:
-            n = unquote_to_bytes(name).decode("utf-8")
-            v = unquote_to_bytes(value).decode("utf-8")
+            n = (unquote_to_bytes(name) if b"%" in name else name).decode("utf-8")
+            v = (unquote_to_bytes(value) if b"%" in value else value).decode("utf-8")
         except UnicodeDecodeError:
             raise errors.InvalidURI() from None
         out.setdefault(n, v)

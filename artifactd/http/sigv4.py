@@ -360,14 +360,16 @@ def _header_map(headers: Sequence[tuple[bytes, bytes]]) -> dict[str, list[bytes]
     return result
 
 
+def _unquote(raw: bytes) -> bytes:
+    return unquote_to_bytes(raw) if b"%" in raw else raw
+
+
 def _parse_query(raw_query: bytes) -> list[_Param]:
     params = []
     for part in raw_query.split(b"&"):
         if part:
             raw_name, _, raw_value = part.partition(b"=")
-            params.append(
-                _Param(raw_name, raw_value, unquote_to_bytes(raw_name), unquote_to_bytes(raw_value))
-            )
+            params.append(_Param(raw_name, raw_value, _unquote(raw_name), _unquote(raw_value)))
     return params
 
 
