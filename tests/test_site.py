@@ -12,7 +12,7 @@ from typing import Any, cast
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import globalLogPublisher
+from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from artifactd.config import Config
@@ -521,6 +521,29 @@ class DisconnectTests(HarnessTestCase):
         conn.transport.loseConnection()
         conn.disconnect()
         self.assertNothingLeft(h, "bkt", "k")
+
+    def test_during_commit_cancels_the_handler_not_the_commit(self) -> None:
+        """Disconnecting while the commit runs: the API resource cancels the handler (nothing
+        is written to the lost connection, no error is logged) but the commit, once begun,
+        completes; the request's access event says the client went away."""
+        runner = ManualRunner()
+        h = self.harness(runner=runner)
+        observer = capture_logs(self)
+        conn = h.connect()
+        conn.feed(put_request("bkt", "k", b"a small body"))
+        self.assertEqual(len(runner.pending), 1)  # the commit (the body was staged in memory)
+        written = len(conn.transport.value())
+        conn.disconnect()
+        h.settle()
+        self.assertEqual(len(conn.transport.value()), written)
+        record = h.meta.get_object("bkt", "k")
+        assert record is not None
+        self.assertEqual(record.size, len(b"a small body"))
+        self.assertEqual(
+            [e.get("error_code") for e in access_events(observer)], ["ClientDisconnected"]
+        )
+        self.assertEqual([e for e in observer if e.get("log_level") == LogLevel.critical], [])
+        self.assertEqual([e for e in observer if "log_failure" in e], [])
 
     def test_disconnect_in_headers(self) -> None:
         """Disconnecting before the head is complete leaves nothing and logs nothing."""
