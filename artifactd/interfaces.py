@@ -19,6 +19,7 @@ from artifactd.records import (
     ObjectRecord,
     ObjectSummary,
     Part,
+    RowPage,
     Upload,
     UploadPage,
 )
@@ -129,6 +130,11 @@ class IMetadataStore(Interface):
     ) -> ListPage[ObjectSummary]:
         """The page :meth:`list_objects` returns, with each record's listing fields only (what
         the listing APIs show; cheaper to read)."""
+
+    def list_rows(bucket: str, prefix: str, start_after: str, max_keys: int) -> RowPage:
+        """The page :meth:`list_summaries` returns without a delimiter, each entry the key and
+        the listing row stored with its record (see the store's ``listing_row``), or the
+        summary of a record stored without one."""
 
     def get_upload(bucket: str, key: str, upload_id: str) -> Upload | None:
         """The multipart upload, or None."""

@@ -116,6 +116,16 @@ class ListPage(Generic[Listed]):
 
 
 @frozen
+class RowPage:
+    """One page of a listing without a delimiter: each key with its stored listing row, or,
+    for a record stored without one, its summary."""
+
+    entries: tuple[tuple[str, str | ObjectSummary], ...]
+    is_truncated: bool
+    next_marker: str | None  # the last key returned, when truncated
+
+
+@frozen
 class UploadPage:
     uploads: tuple[Upload, ...]
     common_prefixes: tuple[str, ...]

@@ -17,6 +17,7 @@ from artifactd import credentials
 from artifactd.config import Config
 from artifactd.diskpool import DiskPool
 from artifactd.expiry import UploadExpiry
+from artifactd.http import s3xml
 from artifactd.http.api import S3Api
 from artifactd.http.gate import Gate
 from artifactd.http.site import S3Site
@@ -24,7 +25,7 @@ from artifactd.memory import freeze_startup_objects
 from artifactd.records import RecoveryReport
 from artifactd.storage.blobs import FileBlobStore
 from artifactd.storage.engine import Engine
-from artifactd.storage.kv import LevelDBKV
+from artifactd.storage.kv import LevelDBKV, OrderedKV
 from artifactd.storage.layout import Layout
 from artifactd.storage.metadata import KVMetadataStore
 from artifactd.storage.tiered import TieredBlobStore
@@ -43,6 +44,13 @@ class DataDirInUse(SystemExit):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.code = 1
+
+
+def metadata_store(kv: OrderedKV) -> KVMetadataStore:
+    """The daemon's metadata store over ``kv``: object records are stored with their listing
+    rows (S3 XML), as :meth:`KVMetadataStore.list_rows` serves them.  Whatever fills a data
+    directory for the daemon (the benchmark's bulk loader) builds its store here too."""
+    return KVMetadataStore(kv, listing_row=s3xml.listing_row)
 
 
 class ArtifactdService(Service):
@@ -72,7 +80,7 @@ class ArtifactdService(Service):
         self._pool = pool
         run = pool.run
 
-        self._meta = KVMetadataStore(LevelDBKV(layout.metadata))
+        self._meta = metadata_store(LevelDBKV(layout.metadata))
         blobs = TieredBlobStore(FileBlobStore(layout), self._meta)
         blobs.prepare()
         engine = Engine(blobs, self._meta, run, call_from_thread=self._reactor.callFromThread)

@@ -49,12 +49,12 @@ def bulk_load(data_dir: str, seed_bucket: str, seed_key: str, bucket: str, count
     in the background while the daemon is measured."""
     from attrs import evolve
 
+    from artifactd.service import metadata_store
     from artifactd.storage.kv import LevelDBKV
     from artifactd.storage.layout import Layout
-    from artifactd.storage.metadata import KVMetadataStore
 
     kv = LevelDBKV(Layout(os.path.abspath(data_dir)).metadata, sync=False)
-    store = KVMetadataStore(kv)
+    store = metadata_store(kv)  # as the daemon builds it: records carry their listing rows
     try:
         seed = store.get_object(seed_bucket, seed_key)
         if seed is None:

@@ -43,11 +43,11 @@ from artifactd.credentials import KeyPair, StaticAuthenticator
 from artifactd.http.api import S3Api
 from artifactd.http.gate import Gate
 from artifactd.http.site import S3Site
+from artifactd.service import metadata_store
 from artifactd.storage.blobs import FileBlobStore, StagingFile
 from artifactd.storage.engine import Engine
 from artifactd.storage.kv import MemoryKV
 from artifactd.storage.layout import Layout
-from artifactd.storage.metadata import KVMetadataStore
 from artifactd.testing import ManualRunner, inline_runner
 
 P = ParamSpec("P")
@@ -422,7 +422,7 @@ class Harness:
         self.run: Callable[..., Deferred[Any]] = runner if runner is not None else inline_runner
         self.blobs = CountingBlobStore(self.layout)
         self.blobs.prepare()
-        self.meta = KVMetadataStore(MemoryKV())
+        self.meta = metadata_store(MemoryKV())
         self.engine = Engine(self.blobs, self.meta, self.run)
         pair = KeyPair(ACCESS_KEY, SECRET_KEY)
         gate = Gate(self.config, self.meta, StaticAuthenticator(pair), self.clock.seconds)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 import attrs
@@ -14,6 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from artifactd import errors
+from artifactd.http import s3xml
 from artifactd.interfaces import IMetadataStore
 from artifactd.records import BlobRef, Bucket, ObjectRecord, Part, Upload
 from artifactd.storage import keys as codec
@@ -156,9 +157,13 @@ class MetadataStoreTestsMixin(_Base):
     def make_kv(self) -> OrderedKV:
         raise NotImplementedError
 
+    # how object records' listing rows are rendered (None: stored without rows, as older
+    # versions stored them)
+    listing_row: Callable[[ObjectRecord], str] | None = None
+
     def setUp(self) -> None:
         self.kv = self.make_kv()
-        self.store = KVMetadataStore(self.kv)
+        self.store = KVMetadataStore(self.kv, listing_row=type(self).listing_row)
         self.addCleanup(self.store.close)
         self.assertTrue(self.store.create_bucket(Bucket(BUCKET, 1.0)))
         self._buckets = itertools.count()
@@ -369,6 +374,16 @@ class MetadataStoreTestsMixin(_Base):
             )
             self.assertEqual(list(page.objects), sorted(page.objects, key=lambda r: utf8(r.key)))
             self.assertEqual(list(page.common_prefixes), sorted(page.common_prefixes, key=utf8))
+            if not delimiter:  # the row listing pages alike and renders the same XML
+                rows = self.store.list_rows(bucket, prefix, marker, max_keys)
+                self.assertEqual(
+                    ([k for k, _ in rows.entries], rows.is_truncated, rows.next_marker),
+                    ([o.key for o in page.objects], page.is_truncated, page.next_marker),
+                )
+                self.assertEqual(
+                    s3xml.contents_rows(rows.entries, "url", True),
+                    s3xml.contents(summaries.objects, "url", True),
+                )
             got = _merge(page.objects, page.common_prefixes)
             self.assertLessEqual(len(got), max_keys)
             seen.extend(got)
@@ -633,6 +648,35 @@ def _model_uploads(
 
 
 class MemoryKVMetadataStoreTests(MetadataStoreTestsMixin, SynchronousTestCase):
+    def make_kv(self) -> OrderedKV:
+        return MemoryKV()
+
+
+class MixedRowsTests(SynchronousTestCase):
+    def test_records_with_and_without_rows_list_alike(self) -> None:
+        """A bucket holding records written without listing rows (an older version) and with
+        them lists as one: the same keys in order and the same XML as from summaries."""
+        kv = MemoryKV()
+        old, new = KVMetadataStore(kv), KVMetadataStore(kv, listing_row=s3xml.listing_row)
+        self.assertTrue(old.create_bucket(Bucket(BUCKET, 1.0)))
+        for i in range(10):
+            (old if i % 3 else new).put_object(record(f"k{i}", blob(i + 1)))
+        rows = new.list_rows(BUCKET, "", "", 1000)
+        self.assertEqual(
+            [isinstance(row, str) for _, row in rows.entries], [i % 3 == 0 for i in range(10)]
+        )
+        self.assertEqual(
+            s3xml.contents_rows(rows.entries, None, False),
+            s3xml.contents(new.list_summaries(BUCKET, "", "", "", 1000).objects, None, False),
+        )
+
+
+class MemoryKVRowsMetadataStoreTests(MetadataStoreTestsMixin, SynchronousTestCase):
+    """The same with object records stored with their listing rows, as the daemon stores them
+    (``artifactd.service.metadata_store``)."""
+
+    listing_row = staticmethod(s3xml.listing_row)
+
     def make_kv(self) -> OrderedKV:
         return MemoryKV()
 

@@ -17,7 +17,7 @@ import defusedxml
 import defusedxml.ElementTree as SafeET
 
 from artifactd import errors, integrity
-from artifactd.records import ObjectSummary
+from artifactd.records import ObjectRecord, ObjectSummary
 
 NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 OWNER_ID = "artifactd"
@@ -163,20 +163,51 @@ def contents(objects: Iterable[ObjectSummary], encoding_type: str | None, owner:
     1000): the same markup :func:`document` writes for the children ``Key``, ``LastModified``,
     ``ETag``, ``Size``, ``StorageClass``, the checksum pair when there is one, and ``Owner`` when
     ``owner``."""
-    owned = f"<Owner><ID>{OWNER_ID}</ID><DisplayName>{OWNER_ID}</DisplayName></Owner>"
-    tail = "<StorageClass>STANDARD</StorageClass>"
-    end = f"{owned}</Contents>" if owner else "</Contents>"
+    return contents_rows(((o.key, o) for o in objects), encoding_type, owner)
+
+
+def contents_rows(
+    entries: Iterable[tuple[str, str | ObjectSummary]], encoding_type: str | None, owner: bool
+) -> Raw:
+    """:func:`contents` of (key, listing row) pairs, a row being :func:`listing_row`'s text
+    stored with the record, or the record's summary when it has none."""
+    end = f"{_OWNER}</Contents>" if owner else "</Contents>"
+    entries = list(entries)
+    # Keys are checked for the page at once: usually none needs URL-encoding or escaping.
+    keys = "".join([key for key, _ in entries])
+    plain = (encoding_type is None or _URL_SAFE_KEY.fullmatch(keys) is not None) and not (
+        "&" in keys or "<" in keys or ">" in keys
+    )
     out: list[str] = []
     append = out.append
-    for key, size, etag, mtime, algorithm, checksum_type in objects:
-        if encoding_type is not None:
-            key = encode_key(key, encoding_type)
-        checksum = _checksum_elements(algorithm, checksum_type) if algorithm is not None else ""
-        append(
-            f"<Contents><Key>{_escape(key)}</Key><LastModified>{iso8601(mtime)}</LastModified>"
-            f'<ETag>"{_escape(etag)}"</ETag><Size>{size}</Size>{tail}{checksum}{end}'
-        )
+    for key, entry in entries:
+        if not plain:
+            key = _escape(encode_key(key, encoding_type))
+        row = entry if type(entry) is str else _row(*entry[1:])
+        append(f"<Contents><Key>{key}</Key>{row}{end}")
     return Raw("".join(out))
+
+
+def listing_row(record: ObjectRecord) -> str:
+    """The object's listing entry after its ``<Key>``: ``LastModified``, ``ETag``, ``Size``,
+    ``StorageClass`` and the checksum pair.  The metadata store keeps it with the record
+    (written when the record is), so a listing does not decode and render each record."""
+    algorithm = record.checksum.algorithm if record.checksum is not None else None
+    return _row(record.size, record.etag, record.last_modified, algorithm, record.checksum_type)
+
+
+def _row(
+    size: int, etag: str, mtime: float, algorithm: str | None, checksum_type: str | None
+) -> str:
+    checksum = _checksum_elements(algorithm, checksum_type) if algorithm is not None else ""
+    return (
+        f"<LastModified>{iso8601(mtime)}</LastModified>"
+        f'<ETag>"{_escape(etag)}"</ETag><Size>{size}</Size>'
+        f"<StorageClass>STANDARD</StorageClass>{checksum}"
+    )
+
+
+_OWNER = f"<Owner><ID>{OWNER_ID}</ID><DisplayName>{OWNER_ID}</DisplayName></Owner>"
 
 
 @functools.lru_cache(maxsize=64)

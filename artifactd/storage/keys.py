@@ -111,9 +111,15 @@ def decode_bucket(raw: bytes) -> Bucket:
     return Bucket(name=d["name"], created=float(d["created"]))
 
 
-def encode_object(record: ObjectRecord) -> bytes:
+ROW = b"\x01"  # an object record that starts with this carries a listing row (see below)
+
+
+def encode_object(record: ObjectRecord, row: str | None = None) -> bytes:
+    """The record as JSON, after ``ROW + row + b"\n"`` when a listing row is given: the
+    record's entry in a listing as the metadata store's user renders it (opaque here; one line,
+    no key), read back by :func:`split_row` without decoding the record."""
     # The fields a listing shows come first, so decode_summary reads them at a fixed place.
-    return _dump(
+    document = _dump(
         {
             "size": record.size,
             "etag": record.etag,
@@ -133,9 +139,25 @@ def encode_object(record: ObjectRecord) -> bytes:
             "tags": [list(p) for p in record.tags],
         }
     )
+    if row is None:
+        return document
+    encoded = row.encode()
+    if b"\n" in encoded:
+        raise ValueError("a listing row is one line")
+    return ROW + encoded + b"\n" + document
+
+
+def split_row(raw: bytes) -> tuple[str | None, bytes]:
+    """(the listing row, or None; the JSON record) of a stored object record."""
+    if raw[:1] != ROW:
+        return None, raw
+    end = raw.index(b"\n")
+    return raw[1:end].decode(), raw[end + 1 :]
 
 
 def decode_object(raw: bytes) -> ObjectRecord:
+    if raw[:1] == ROW:
+        raw = raw[raw.index(b"\n") + 1 :]
     d = json.loads(raw)
     return ObjectRecord(
         bucket=d["bucket"],
@@ -183,6 +205,8 @@ def decode_summary(key: str, raw: bytes) -> ObjectSummary:
     """The listing view of the object record ``raw`` stored under ``key``: the same values as
     :func:`decode_object` gives, read without decoding the whole record when its fields have the
     plain form :func:`encode_object` writes (else by :func:`decode_object`)."""
+    if raw[:1] == ROW:
+        raw = raw[raw.index(b"\n") + 1 :]
     plain = _PLAIN.match(raw)
     if plain is not None:
         size, etag, mtime, algorithm, checksum_type = plain.groups()

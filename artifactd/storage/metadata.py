@@ -27,6 +27,7 @@ from artifactd.records import (
     ObjectRecord,
     ObjectSummary,
     Part,
+    RowPage,
     Upload,
     UploadPage,
 )
@@ -50,8 +51,13 @@ def _bucket_is_empty(reader: Reader, name: str) -> bool:
 
 @implementer(IMetadataStore)
 class KVMetadataStore:
-    def __init__(self, kv: OrderedKV) -> None:
+    def __init__(
+        self, kv: OrderedKV, listing_row: Callable[[ObjectRecord], str] | None = None
+    ) -> None:
         self._kv = kv
+        # Each object record is stored with its entry in a listing, rendered by ``listing_row``
+        # when it is written, so a listing page is a scan and a join (:meth:`list_rows`).
+        self._listing_row = listing_row
         # Mutations read and write through ``_w``: the store itself, or during :meth:`group`
         # an overlay whose changes reach the store in one synced batch.  Other reads see
         # ``_kv``, so they never see a change before it is durable.
@@ -179,6 +185,33 @@ class KVMetadataStore:
                 append(decode(raw[skip:].decode("utf-8", "surrogatepass"), value))
         return ListPage(tuple(objects), (), False, None)
 
+    def list_rows(self, bucket: str, prefix: str, start_after: str, max_keys: int) -> RowPage:
+        base = keys.object_prefix(bucket)
+        if max_keys <= 0:
+            return RowPage((), False, None)
+        scan_prefix = base + prefix.encode("utf-8", "surrogatepass")
+        start = (
+            base + start_after.encode("utf-8", "surrogatepass") + b"\x00" if start_after else b""
+        )
+        skip = len(base)
+        row_tag = keys.ROW[0]
+        entries: list[tuple[str, str | ObjectSummary]] = []
+        append = entries.append
+        with self._kv.snapshot() as reader:
+            for raw, value in reader.scan(scan_prefix, start):
+                if len(entries) == max_keys:
+                    return RowPage(tuple(entries), True, entries[-1][0])
+                key = raw[skip:].decode("utf-8", "surrogatepass")
+                if value[0] == row_tag:
+                    append((key, value[1 : value.index(b"\n")].decode()))
+                else:  # written without a row (by an older version, or a store without one)
+                    append((key, keys.decode_summary(key, value)))
+        return RowPage(tuple(entries), False, None)
+
+    def _encode(self, record: ObjectRecord) -> bytes:
+        row = self._listing_row(record) if self._listing_row is not None else None
+        return keys.encode_object(record, row)
+
     def get_upload(self, bucket: str, key: str, upload_id: str) -> Upload | None:
         raw = self._kv.get(keys.upload_key(bucket, key, upload_id))
         return keys.decode_upload(raw) if raw is not None else None
@@ -292,7 +325,7 @@ class KVMetadataStore:
             check_write(condition, current.etag if current else None, at_commit=True)
             if current is not None:
                 delta.subtract(b.digest for b in current.blobs)
-            puts = {k: keys.encode_object(record)}
+            puts = {k: self._encode(record)}
             return self._commit(puts, set(), delta)
 
     def delete_object(self, bucket: str, key: str) -> tuple[bool, list[str]]:
@@ -315,7 +348,7 @@ class KVMetadataStore:
             if old is None:
                 raise errors.NoSuchKey(resource=f"/{bucket}/{key}", extra={"Key": key})
             record = evolve(keys.decode_object(old), tags=tags)
-            self._w.write({k: keys.encode_object(record)}, set())
+            self._w.write({k: self._encode(record)}, set())
             return record
 
     def create_upload(self, upload: Upload) -> None:
@@ -355,7 +388,7 @@ class KVMetadataStore:
             delta.update(b.digest for b in record.blobs)
             if current is not None:
                 delta.subtract(b.digest for b in current.blobs)
-            return self._commit({ok: keys.encode_object(record)}, deletes, delta)
+            return self._commit({ok: self._encode(record)}, deletes, delta)
 
     def abort_upload(self, upload: Upload) -> list[str]:
         with self._lock:

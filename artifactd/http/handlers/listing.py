@@ -17,7 +17,7 @@ from artifactd.http.handlers.base import (
     encoding_type,
     int_arg,
 )
-from artifactd.http.s3xml import Child, encode_key, iso8601
+from artifactd.http.s3xml import Child, Raw, encode_key, iso8601
 
 
 class ListingHandlers(HandlerBase):
@@ -45,10 +45,19 @@ class ListingHandlers(HandlerBase):
                 start_after = decode_token(token)
         else:
             start_after = q.get("marker", "")
-        page = self._meta.list_summaries(
-            bucket.name, prefix, delimiter, start_after, min(max_keys, 1000)
-        )
         owner = not v2 or q.get("fetch-owner") == "true"
+        limit = min(max_keys, 1000)
+        entries: Raw
+        if delimiter:
+            page = self._meta.list_summaries(bucket.name, prefix, delimiter, start_after, limit)
+            count, prefixes = len(page.objects), page.common_prefixes
+            truncated, next_marker = page.is_truncated, page.next_marker
+            entries = s3xml.contents(page.objects, encoding, owner)
+        else:  # the common listing: rows stored with the records, joined
+            rows = self._meta.list_rows(bucket.name, prefix, start_after, limit)
+            count, prefixes = len(rows.entries), ()
+            truncated, next_marker = rows.is_truncated, rows.next_marker
+            entries = s3xml.contents_rows(rows.entries, encoding, owner)
         children: list[Child] = [
             ("Name", bucket.name),
             ("Prefix", encode_key(prefix, encoding)),
@@ -58,23 +67,21 @@ class ListingHandlers(HandlerBase):
                 children.append(("ContinuationToken", token))
             if q.get("start-after"):
                 children.append(("StartAfter", encode_key(q["start-after"], encoding)))
-            children.append(("KeyCount", len(page.objects) + len(page.common_prefixes)))
-            if page.is_truncated and page.next_marker is not None:
-                children.append(("NextContinuationToken", encode_token(page.next_marker)))
+            children.append(("KeyCount", count + len(prefixes)))
+            if truncated and next_marker is not None:
+                children.append(("NextContinuationToken", encode_token(next_marker)))
         else:
             children.append(("Marker", encode_key(q.get("marker", ""), encoding)))
-            if page.is_truncated and page.next_marker is not None:
-                children.append(("NextMarker", encode_key(page.next_marker, encoding)))
+            if truncated and next_marker is not None:
+                children.append(("NextMarker", encode_key(next_marker, encoding)))
         children.append(("MaxKeys", max_keys))
         if delimiter:
             children.append(("Delimiter", encode_key(delimiter, encoding)))
         if encoding:
             children.append(("EncodingType", encoding))
-        children.append(("IsTruncated", page.is_truncated))
-        children.append(("Contents", s3xml.contents(page.objects, encoding, owner)))
-        children.extend(
-            ("CommonPrefixes", [("Prefix", encode_key(p, encoding))]) for p in page.common_prefixes
-        )
+        children.append(("IsTruncated", truncated))
+        children.append(("Contents", entries))
+        children.extend(("CommonPrefixes", [("Prefix", encode_key(p, encoding))]) for p in prefixes)
         return self._xml(request, s3xml.document("ListBucketResult", children))
 
     async def list_uploads(self, request: IRequest, ctx: RequestContext) -> bytes:
