@@ -117,7 +117,8 @@ ROW = b"\x01"  # an object record that starts with this carries a listing row (s
 def encode_object(record: ObjectRecord, row: str | None = None) -> bytes:
     """The record as JSON, after ``ROW + row + b"\n"`` when a listing row is given: the
     record's entry in a listing as the metadata store's user renders it (opaque here; one line,
-    no key), read back by :func:`split_row` without decoding the record."""
+    no key), which a listing reads without decoding the record.  A change to how rows are
+    rendered must come with a new ``ROW`` byte, so that rows in the old form are not used."""
     # The fields a listing shows come first, so decode_summary reads them at a fixed place.
     document = _dump(
         {
@@ -147,16 +148,8 @@ def encode_object(record: ObjectRecord, row: str | None = None) -> bytes:
     return ROW + encoded + b"\n" + document
 
 
-def split_row(raw: bytes) -> tuple[str | None, bytes]:
-    """(the listing row, or None; the JSON record) of a stored object record."""
-    if raw[:1] != ROW:
-        return None, raw
-    end = raw.index(b"\n")
-    return raw[1:end].decode(), raw[end + 1 :]
-
-
 def decode_object(raw: bytes) -> ObjectRecord:
-    if raw[:1] == ROW:
+    if raw[:1] != b"{":  # a listing row first (of any form): the record follows it
         raw = raw[raw.index(b"\n") + 1 :]
     d = json.loads(raw)
     return ObjectRecord(
@@ -205,7 +198,7 @@ def decode_summary(key: str, raw: bytes) -> ObjectSummary:
     """The listing view of the object record ``raw`` stored under ``key``: the same values as
     :func:`decode_object` gives, read without decoding the whole record when its fields have the
     plain form :func:`encode_object` writes (else by :func:`decode_object`)."""
-    if raw[:1] == ROW:
+    if raw[:1] != b"{":  # a listing row first (of any form): the record follows it
         raw = raw[raw.index(b"\n") + 1 :]
     plain = _PLAIN.match(raw)
     if plain is not None:
