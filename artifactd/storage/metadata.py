@@ -12,7 +12,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from attrs import evolve
 from zope.interface import implementer
@@ -33,6 +33,18 @@ from artifactd.records import (
 )
 from artifactd.storage import keys
 from artifactd.storage.kv import OrderedKV, Overlay, Reader
+
+E = TypeVar("E")
+_ROW_TAG = keys.ROW[0]
+
+
+def _row_entry(key: str, value: bytes) -> tuple[str, str | ObjectSummary]:
+    """A listing entry: the record's stored row, or the summary of a record stored without
+    one (by an older version, or a store without ``listing_row``)."""
+    if value[0] == _ROW_TAG:
+        return key, value[1 : value.index(b"\n")].decode()
+    return key, keys.decode_summary(key, value)
+
 
 _AFTER_ALL = b"\xff"  # never occurs in UTF-8: seeking to prefix + 0xff skips all keys under prefix
 _PAST_UPLOADS = keys.SEP + _AFTER_ALL  # after every upload id of one key
@@ -168,45 +180,40 @@ class KVMetadataStore:
         max_keys: int,
         decode: Callable[[str, bytes], Listed],
     ) -> ListPage[Listed]:
-        """:meth:`_list` without a delimiter (the common listing): the keys after
-        ``start_after`` under ``prefix``, in order."""
-        base = keys.object_prefix(bucket)
-        scan_prefix = base + prefix.encode("utf-8", "surrogatepass")
-        start = (
-            base + start_after.encode("utf-8", "surrogatepass") + b"\x00" if start_after else b""
-        )
-        skip = len(base)
-        objects: list[Listed] = []
-        append = objects.append
-        with self._kv.snapshot() as reader:
-            for raw, value in reader.scan(scan_prefix, start):
-                if len(objects) == max_keys:
-                    return ListPage(tuple(objects), (), True, objects[-1].key)
-                append(decode(raw[skip:].decode("utf-8", "surrogatepass"), value))
-        return ListPage(tuple(objects), (), False, None)
+        """:meth:`_list` without a delimiter (the common listing)."""
+        objects, truncated = self._scan_flat(bucket, prefix, start_after, max_keys, decode)
+        return ListPage(tuple(objects), (), truncated, objects[-1].key if truncated else None)
 
     def list_rows(self, bucket: str, prefix: str, start_after: str, max_keys: int) -> RowPage:
-        base = keys.object_prefix(bucket)
         if max_keys <= 0:
             return RowPage((), False, None)
+        entries, truncated = self._scan_flat(bucket, prefix, start_after, max_keys, _row_entry)
+        return RowPage(tuple(entries), truncated, entries[-1][0] if truncated else None)
+
+    def _scan_flat(
+        self,
+        bucket: str,
+        prefix: str,
+        start_after: str,
+        max_keys: int,
+        decode: Callable[[str, bytes], E],
+    ) -> tuple[list[E], bool]:
+        """``decode(key, value)`` of the first ``max_keys`` objects after ``start_after`` under
+        ``prefix``, in order, and whether more follow."""
+        base = keys.object_prefix(bucket)
         scan_prefix = base + prefix.encode("utf-8", "surrogatepass")
         start = (
             base + start_after.encode("utf-8", "surrogatepass") + b"\x00" if start_after else b""
         )
         skip = len(base)
-        row_tag = keys.ROW[0]
-        entries: list[tuple[str, str | ObjectSummary]] = []
+        entries: list[E] = []
         append = entries.append
         with self._kv.snapshot() as reader:
             for raw, value in reader.scan(scan_prefix, start):
                 if len(entries) == max_keys:
-                    return RowPage(tuple(entries), True, entries[-1][0])
-                key = raw[skip:].decode("utf-8", "surrogatepass")
-                if value[0] == row_tag:
-                    append((key, value[1 : value.index(b"\n")].decode()))
-                else:  # written without a row (by an older version, or a store without one)
-                    append((key, keys.decode_summary(key, value)))
-        return RowPage(tuple(entries), False, None)
+                    return entries, True
+                append(decode(raw[skip:].decode("utf-8", "surrogatepass"), value))
+        return entries, False
 
     def _encode(self, record: ObjectRecord) -> bytes:
         row = self._listing_row(record) if self._listing_row is not None else None
