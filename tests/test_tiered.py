@@ -79,6 +79,15 @@ class TieredTests(SynchronousTestCase):
         self.assertFalse(self.tiered.exists(sha256(data)))
         self.assertRaises(FileNotFoundError, self.tiered.open_blob, sha256(data))
 
+    def test_file_blob_deletion_writes_no_metadata(self) -> None:
+        """Deleting an object whose blob is a file costs its one record batch: the small tier
+        writes nothing for a blob it does not hold."""
+        self.put("file", stage(self.engine, b"in a file"))
+        self.fs.calls.clear()
+        self.successResultOf(self.engine.delete_object(BUCKET, "file"))
+        self.assertEqual([c for c in self.fs.calls if c[0] == "kv_write"], [("kv_write", 0, 2)])
+        self.assertEqual(self.files(), [])
+
     def test_overwrite_releases_the_old_small_blob(self) -> None:
         self.put("k", staged_in_memory(self.engine, b"one"))
         self.put("k", staged_in_memory(self.engine, b"two"))

@@ -113,7 +113,7 @@ class S3Resource:
     """The site's one resource: every request is rendered by :meth:`S3Api.dispatch`.
 
     The gate has already routed the request from its raw target (``ctx.action``), so there is
-    nothing left to route here.  A routing framework (Klein, over werkzeug) cost a third of the
+    nothing left to route here.  A routing framework (Klein, over werkzeug) cost a fifth of the
     reactor's time per small GET for a match that always gave this one answer.  What the
     handler returns is written and the request finished; a handler that finished the request
     itself (a download) returns None; a client that goes away cancels the handler."""

@@ -443,8 +443,8 @@ class KVMetadataStore:
             self._w.write({keys.small_blob_key(digest): data}, set())
 
     def delete_small_blobs(self, digests: Iterable[str]) -> None:
-        with self._lock:
-            doomed = {keys.small_blob_key(d) for d in digests}
+        with self._lock:  # only those that exist: a file blob's deletion writes nothing here
+            doomed = {k for k in map(keys.small_blob_key, digests) if self._w.get(k) is not None}
             if doomed:
                 self._w.write({}, doomed)
 

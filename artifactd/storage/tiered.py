@@ -45,7 +45,7 @@ class TieredBlobStore:
         return self._files.open_staging()
 
     def stage_bytes(self, data: bytes) -> IStagingFile:
-        return MemoryStaging(data)
+        return self._files.stage_bytes(data)
 
     def commit(self, staging: IStagingFile, digest: str) -> bool:
         if not isinstance(staging, MemoryStaging) or len(staging.data) > self.small_max:
