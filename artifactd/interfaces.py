@@ -28,7 +28,7 @@ from artifactd.records import (
 class IStagingFile(Interface):
     """A new blob being written.  Disk pool only: every method may block."""
 
-    def write(data: bytes) -> None:
+    def write(data: bytes | memoryview) -> None:
         """Append ``data``."""
 
     def datasync() -> None:

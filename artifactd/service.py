@@ -95,6 +95,7 @@ class ArtifactdService(Service):
             blobs=blobs,
             run=run,
             clock=clock,
+            call_from_thread=self._reactor.callFromThread,
             max_request_head_bytes=config.max_request_head_bytes,
             max_headers=config.max_headers,
         )

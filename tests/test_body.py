@@ -182,7 +182,7 @@ class StagingSinkTests(SynchronousTestCase):
         h.runner.fire_all()
         self.assertEqual(len(h.staging_files()), 1)
 
-        def broken(data: bytes) -> None:
+        def broken(data: bytes | memoryview) -> None:
             raise OSError(28, "No space left on device")
 
         assert h.sink._staging is not None

@@ -49,11 +49,11 @@ class _Hashes:
             new_checksum(checksum_algorithm) if checksum_algorithm else None
         )
 
-    def update(self, data: bytes) -> None:
+    def update(self, data: bytes | memoryview) -> None:
         self.md5.update(data)
         self.update_others(data)
 
-    def update_others(self, data: bytes) -> None:
+    def update_others(self, data: bytes | memoryview) -> None:
         """Everything but MD5, which another thread may be updating meanwhile."""
         self.sha256.update(data)
         if self.checksum is not None:

@@ -52,6 +52,8 @@ class S3Channel(http.HTTPChannel):
         self._request_line = b""
         self._linger: IDelayedCall | None = None
         self._host: Any = None
+        # a DirectReceive reads this connection's socket: the transport stays paused
+        self.reading_elsewhere = False
 
     def limit_head(self, max_head_bytes: int, max_headers: int) -> None:
         """Set this channel's limits (twisted's own checks stay as a backstop at the same
@@ -77,7 +79,16 @@ class S3Channel(http.HTTPChannel):
         if set_no_delay is not None:
             set_no_delay(True)
 
+    def resumeProducing(self) -> None:
+        if self.reading_elsewhere:  # the transport's send buffer drained: it stays paused
+            self._waitingForTransport = False
+            return
+        super().resumeProducing()  # type: ignore[no-untyped-call]
+
     def dataReceived(self, data: bytes) -> None:
+        if self.reading_elsewhere:  # never: the transport is paused while a thread reads
+            cast(ITCPTransport, self.transport).abortConnection()
+            return
         if self._refused:
             return  # the rest of a refused request: read and dropped until the client closes
         super().dataReceived(data)  # type: ignore[no-untyped-call]

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from io import BytesIO
 from typing import Any, cast
 
+from twisted.internet import tcp
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime, ITCPTransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -25,6 +26,7 @@ from artifactd.http.awschunked import AwsChunkedDecoder
 from artifactd.http.body import MemorySink, StagingSink
 from artifactd.http.channel import DEFAULT_MAX_HEAD_BYTES, DEFAULT_MAX_HEADERS, S3Channel
 from artifactd.http.context import RequestContext, new_request_id
+from artifactd.http.direct import DirectReceive
 from artifactd.http.gate import BodyPlan, Gate
 from artifactd.http.refusal import LINGER_SECONDS, refuse
 from artifactd.http.s3xml import http_date
@@ -34,6 +36,7 @@ from artifactd.storage.engine import Engine, Runner, StagedBody
 __all__ = ["LINGER_BYTES", "LINGER_SECONDS", "S3Request", "S3Site"]
 
 LINGER_BYTES = 64 * 1024 * 1024
+DIRECT_MIN = 1024 * 1024  # plain bodies from this length on are read by a DirectReceive
 
 access_log = Logger(namespace="artifactd.access")
 
@@ -57,7 +60,9 @@ class S3Request(server.Request):
     def __init__(self, channel: Any, queued: object = None) -> None:
         super().__init__(channel)  # type: ignore[no-untyped-call]
         self.responseHeaders = ResponseHeaders()
-        self._sink: StagingSink | MemorySink | None = None
+        self._sink: StagingSink | MemorySink | DirectReceive | None = None
+        self._direct_plan: BodyPlan | None = None  # a DirectReceive starts at the first bytes
+        self._saved_timeout: float | None = None
         self._decoder: AwsChunkedDecoder | None = None
         self._rejected = False
         self._lost = False
@@ -106,9 +111,23 @@ class S3Request(server.Request):
             else:
                 self.ctx.error = err
             return
-        self._start_body(plan)  # even when empty: an empty PUT still stages (and verifies) a body
+        self._start_body(plan, length)  # even when empty: an empty PUT still stages a body
 
-    def _start_body(self, plan: BodyPlan) -> None:
+    def _start_body(self, plan: BodyPlan, length: int | None) -> None:
+        site = self.s3site
+        if (
+            plan.streamed
+            and plan.chunked is None
+            and length is not None
+            and length >= site.direct_min
+            and site.call_from_thread is not None
+            and isinstance(self.channel.transport, tcp.Server)
+        ):
+            self._direct_plan = plan
+            return
+        self._start_body_sink(plan)
+
+    def _start_body_sink(self, plan: BodyPlan) -> None:
         site = self.s3site
         if plan.streamed:
             self._sink = StagingSink(
@@ -130,6 +149,10 @@ class S3Request(server.Request):
             if self._discarded > LINGER_BYTES and self.channel is not None:
                 self._transport().abortConnection()
             return
+        if self._direct_plan is not None:
+            plan, self._direct_plan = self._direct_plan, None
+            if self._start_direct(plan, data):
+                return
         if self._sink is None:
             return  # a body on a request already refused (kept small by the gate)
         try:
@@ -169,7 +192,7 @@ class S3Request(server.Request):
                 return
             if isinstance(body, StagedBody):
                 self.ctx.staged = body
-                if isinstance(sink, StagingSink):
+                if isinstance(sink, (StagingSink, DirectReceive)):
                     self.ctx.checksum_value = sink.checksum
             else:
                 self.ctx.payload = body
@@ -215,6 +238,57 @@ class S3Request(server.Request):
         if not self.finished and not self._rejected and hasattr(self, "ctx"):
             self.s3site.access(self, status=0, error_code="ClientDisconnected")
         super().connectionLost(reason)  # type: ignore[no-untyped-call]
+
+    # ---------------------------------------------------- direct receive
+    def _start_direct(self, plan: BodyPlan, first: bytes) -> bool:
+        """Hand the rest of the body to a :class:`DirectReceive` (True), or start the ordinary
+        sink when there is little left (False: ``first`` is then still to be written)."""
+        site = self.s3site
+        channel = cast(S3Channel, self.channel)
+        transport = cast(tcp.Server, channel.transport)
+        decoder = channel._transferDecoder
+        assert decoder is not None
+        remaining: int = decoder.contentLength
+        if remaining < site.direct_min // 2 or len(first) + remaining > plan.checks.max_size:
+            self._start_body_sink(plan)
+            return False
+        sock = transport.socket.dup()
+        transport.pauseProducing()
+        channel.reading_elsewhere = True
+        self._saved_timeout = channel.setTimeout(None)  # type: ignore[no-untyped-call]
+        call_from_thread = site.call_from_thread
+        assert call_from_thread is not None
+        sink = DirectReceive(
+            sock,
+            bytes(first),
+            remaining,
+            blobs=site.blobs,
+            run=site.run,
+            checks=plan.checks,
+            call_from_thread=call_from_thread,
+            on_body_read=self._direct_body_read,
+            on_broken=self._direct_broken,
+            idle_timeout=self._saved_timeout,
+        )
+        self._sink = sink
+        sink.start()
+        return True
+
+    def _direct_body_read(self) -> None:
+        """All of the body is in: the channel reads the socket again and ends the body."""
+        channel = cast(S3Channel, self.channel)
+        channel.reading_elsewhere = False
+        channel.setTimeout(self._saved_timeout)  # type: ignore[no-untyped-call]
+        cast(tcp.Server, channel.transport).resumeProducing()
+        decoder = channel._transferDecoder
+        assert decoder is not None
+        decoder.contentLength = 0
+        channel.rawDataReceived(b"")  # -> handleContentChunk(b""), then requestReceived
+
+    def _direct_broken(self) -> None:
+        """The body ended early (closed, reset or idle): drop the connection."""
+        if not self._lost and self.channel is not None:
+            self._transport().abortConnection()
 
     # ------------------------------------------------------------ helpers
     def _transport(self) -> ITCPTransport:
@@ -265,6 +339,8 @@ class S3Site(server.Site):
         run: Runner,
         clock: IReactorTime,
         on_access: Callable[[dict[str, Any]], None] | None = None,
+        call_from_thread: Callable[..., object] | None = None,
+        direct_min: int = DIRECT_MIN,
         max_request_head_bytes: int = DEFAULT_MAX_HEAD_BYTES,
         max_headers: int = DEFAULT_MAX_HEADERS,
     ) -> None:
@@ -277,6 +353,10 @@ class S3Site(server.Site):
         self.run = run
         self.clock = clock
         self._on_access = on_access
+        # large plain bodies are read by threads (DirectReceive) when the reactor's
+        # callFromThread is given
+        self.call_from_thread = call_from_thread
+        self.direct_min = direct_min
         self.displayTracebacks = False
 
     def buildProtocol(self, addr: Any) -> S3Channel:  # type: ignore[override]

@@ -33,7 +33,7 @@ class StagingFile:
         self._file: BinaryIO | None = open(path, "wb", buffering=0)  # noqa: SIM115
         self._synced = False
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         assert self._file is not None, "write after discard"
         view = memoryview(data)
         while view:
@@ -81,7 +81,7 @@ class MemoryStaging:
     def __init__(self, data: bytes) -> None:
         self.data = data
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         raise TypeError("a staged in-memory body is complete")
 
     def datasync(self) -> None:
