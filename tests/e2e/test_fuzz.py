@@ -12,6 +12,7 @@ file is left behind; the daemon keeps serving well-behaved clients throughout.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import ssl
@@ -371,6 +372,34 @@ class RawFuzzHTTPTests(DaemonTestCase):
                     self.assertNothingStaged()
                     self.assertEqual(self.keys(), ["obj"])
         self.assertServing()
+
+    def test_large_bodies_on_one_connection(self) -> None:
+        """Large plain bodies (over plain HTTP the daemon's body threads read them from the
+        socket) with more requests written right behind them on the same connection: every
+        request is answered, in order; every object is whole; a body whose digest does not
+        match its signature is refused and stores nothing."""
+        one = os.urandom(3 * MiB)
+        two = os.urandom(5 * MiB + 7)
+        other = hashlib.sha256(b"other").hexdigest()
+        b = self.bucket
+        with self.connect() as client:
+            client.send(
+                self.signed("PUT", f"/{b}/one", one, claim=UNSIGNED)
+                + self.signed("GET", f"/{b}/obj")
+                + self.signed("PUT", f"/{b}/two", two)
+                + self.signed("PUT", f"/{b}/wrong", one, claim=other)
+                + self.signed("GET", f"/{b}/obj")
+            )
+            responses = client.responses(5)
+        self.assertEqual([r.status for r in responses], [200, 200, 200, 400, 200])
+        for response in responses:
+            self.assertWellFormed(response)
+        self.assertEqual(responses[1].body, b"0123456789")
+        self.assertEqual(responses[3].error()["Code"], "XAmzContentSHA256Mismatch")
+        self.assertEqual(responses[4].body, b"0123456789")
+        self.assertEqual(self.s3.get_object(Bucket=b, Key="one")["Body"].read(), one)
+        self.assertEqual(self.s3.get_object(Bucket=b, Key="two")["Body"].read(), two)
+        self.assertEqual(sorted(self.keys()), ["obj", "one", "two"])
 
     def test_pipelined_garbage(self) -> None:
         """Valid requests followed by garbage on one connection: the valid ones are answered in
