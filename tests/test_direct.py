@@ -159,6 +159,8 @@ class DirectReceiveTests(SynchronousTestCase):
             self.assertEqual(staged.staging.synced, size > SYNC_IN_COMMIT_MAX)
             with open(staged.staging.path, "rb") as f:
                 self.assertEqual(f.read(), data)
+            # the buffers are let go of at once, not left to the garbage collector
+            self.assertTrue(h.receive._ring.empty())
             self.assertEqual(
                 h.receive.checksum,
                 base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode(),

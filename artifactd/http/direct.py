@@ -295,10 +295,17 @@ class DirectReceive:
 
     # disk pool -----------------------------------------------------------------
     def _join(self) -> None:
+        """Wait for the threads, then free the ring at once: the request and this object
+        refer to each other, and such a cycle may wait long for the garbage collector."""
         for thread in self._threads:
             thread.join()
         if self._syncing is not None:
             self._syncing.join()
+        while True:
+            try:
+                self._ring.get_nowait()
+            except queue.Empty:
+                break
 
     def _finish(self) -> StagedBody:
         self._join()
