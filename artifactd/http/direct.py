@@ -7,8 +7,9 @@ remaining length is known has nothing to decode, so once its first bytes have co
 channel, :class:`DirectReceive` takes over: the transport stops reading and three threads move the
 rest without the reactor (hashlib, socket reads and file writes all release the GIL):
 
-- the *reader* ``recv_into``\\s a small ring of reusable buffers straight from a duplicate of the
-  connection's socket (its own descriptor: the reactor may close its one at any moment);
+- the *reader* copies ``first`` into a small ring of reusable buffers and ``recv_into``\\s the
+  rest straight from a duplicate of the connection's socket (its own descriptor: the reactor
+  may close its one at any moment); every buffer but the last goes out full;
 - the *MD5 lane* updates MD5 over each filled buffer;
 - the *write lane* updates SHA-256 (and the optional checksum) and appends the buffer to the
   staging file, starting an fdatasync beside the writes every ``sync_every`` bytes.
@@ -103,12 +104,8 @@ class DirectReceive:
             self._ring.put(_Buffer(buffer_size))
         self._sync_every = sync_every
         self._sync_in_commit_max = sync_in_commit_max
-        self._md5_lane: queue.SimpleQueue[tuple[_Buffer | None, memoryview] | None] = (
-            queue.SimpleQueue()
-        )
-        self._write_lane: queue.SimpleQueue[tuple[_Buffer | None, memoryview] | None] = (
-            queue.SimpleQueue()
-        )
+        self._md5_lane: queue.SimpleQueue[tuple[_Buffer, memoryview] | None] = queue.SimpleQueue()
+        self._write_lane: queue.SimpleQueue[tuple[_Buffer, memoryview] | None] = queue.SimpleQueue()
         self._hashes = _Hashes(checks.checksum_algorithm)
         self._staging: IStagingFile | None = None
         self._error: BaseException | None = None  # the write lane's (disk) failure
@@ -176,12 +173,11 @@ class DirectReceive:
     def _read(self) -> None:
         complete = False
         try:
-            self._dispatch(None, memoryview(self._first))
-            self._first = b""
             complete = self._read_rest()
         except OSError:
             pass  # a reset connection: the body is incomplete
         finally:
+            self._first = b""
             self._md5_lane.put(_DONE)
             self._write_lane.put(_DONE)
             try:
@@ -190,19 +186,23 @@ class DirectReceive:
                 self._call(self._reader_finished, complete)
 
     def _read_rest(self) -> bool:
-        """Fill buffers until ``remaining`` bytes are in; False if the body ends early."""
+        """Fill buffers with ``first`` and then ``remaining`` bytes from the socket; False if
+        the body ends early.  Every buffer but the last is filled whole."""
         sock = self._sock
         poller = select.poll()
         poller.register(sock.fileno(), select.POLLIN)
         idle = 0.0
+        pending = memoryview(self._first)
         remaining = self._remaining
-        while remaining > 0:
+        while remaining > 0 or pending:
             buffer = self._next_buffer()
             if buffer is None:
                 return False
             view = buffer.view
-            want = min(len(view), remaining)
-            filled = 0
+            filled = min(len(pending), len(view))
+            view[:filled] = pending[:filled]
+            pending = pending[filled:]
+            want = min(len(view), filled + remaining)
             while filled < want:
                 try:
                     n = sock.recv_into(view[filled:want])
@@ -219,8 +219,8 @@ class DirectReceive:
                 if n == 0:
                     return False  # the client closed before the end of its body
                 filled += n
+                remaining -= n
                 self.received += n
-            remaining -= filled
             self._dispatch(buffer, view[:filled])
         return True
 
@@ -232,15 +232,12 @@ class DirectReceive:
                 continue
         return None
 
-    def _dispatch(self, buffer: _Buffer | None, view: memoryview) -> None:
-        if buffer is not None:
-            buffer.users = 2
+    def _dispatch(self, buffer: _Buffer, view: memoryview) -> None:
+        buffer.users = 2
         self._md5_lane.put((buffer, view))
         self._write_lane.put((buffer, view))
 
-    def _release(self, buffer: _Buffer | None) -> None:
-        if buffer is None:
-            return
+    def _release(self, buffer: _Buffer) -> None:
         with buffer.lock:
             buffer.users -= 1
             free = buffer.users == 0
