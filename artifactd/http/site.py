@@ -14,7 +14,7 @@ from io import BytesIO
 from typing import Any, cast
 
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime, ITCPTransport
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from twisted.web import http, server
 from twisted.web.http_headers import Headers
@@ -36,6 +36,7 @@ __all__ = ["LINGER_BYTES", "LINGER_SECONDS", "S3Request", "S3Site"]
 LINGER_BYTES = 64 * 1024 * 1024
 
 access_log = Logger(namespace="artifactd.access")
+ACCESS_FORMAT = "{action} {status} {method} {resource} {duration_ms}ms {request_id}"
 
 
 class ResponseHeaders(Headers):
@@ -322,8 +323,9 @@ class S3Site(server.Site):
             "peer": ctx.peer,
             "principal": ctx.principal,
         }
-        access_log.info(
-            "{action} {status} {method} {resource} {duration_ms}ms {request_id}",
+        access_log.emit(  # what .info() calls, without its extra call and copy of the fields
+            LogLevel.info,
+            ACCESS_FORMAT,
             resource=target.resource if target else "-",
             **event,
         )
@@ -350,8 +352,9 @@ class S3Site(server.Site):
             "peer": peer,
             "principal": None,
         }
-        access_log.info(
-            "{action} {status} {method} {resource} {duration_ms}ms {request_id}",
+        access_log.emit(  # what .info() calls, without its extra call and copy of the fields
+            LogLevel.info,
+            ACCESS_FORMAT,
             resource="-",
             **event,
         )
