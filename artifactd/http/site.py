@@ -88,6 +88,9 @@ class S3Request(server.Request):
             for name, values in self.requestHeaders.getAllRawHeaders()
             for value in values
         ]
+        self.ctx.headers = {
+            name.decode("latin-1").lower(): value.decode("latin-1") for name, value in headers
+        }
         has_body = length is None or length > 0
         try:
             if site.engine.closed:
@@ -147,7 +150,7 @@ class S3Request(server.Request):
             return
         sink = self._sink
         if sink is None:
-            super().requestReceived(command, path, version)  # type: ignore[no-untyped-call]
+            self._received(command, path, version)
             return
         self.ctx.bytes_in = sink.received
         try:
@@ -160,7 +163,7 @@ class S3Request(server.Request):
         except errors.S3Error as e:
             sink.abort()
             self.ctx.error = e
-            super().requestReceived(command, path, version)  # type: ignore[no-untyped-call]
+            self._received(command, path, version)
             return
 
         def received(body: StagedBody | bytes) -> None:
@@ -174,7 +177,7 @@ class S3Request(server.Request):
                     self.ctx.checksum_value = sink.checksum
             else:
                 self.ctx.payload = body
-            server.Request.requestReceived(self, command, path, version)
+            self._received(command, path, version)
 
         def failed(failure: Failure) -> None:
             if self._lost:
@@ -186,11 +189,22 @@ class S3Request(server.Request):
                     "receiving body of {request_id}", failure, request_id=self.ctx.request_id
                 )
                 self.ctx.error = errors.InternalError()
-            server.Request.requestReceived(self, command, path, version)
+            self._received(command, path, version)
 
         d = sink.close()
         d.addCallbacks(received, failed)
         d.addErrback(lambda f: self.log.failure("dispatching", f))
+
+    def _received(self, command: bytes, path: bytes, version: bytes) -> None:
+        """What twisted's ``Request.requestReceived`` does for an S3 request: note the request
+        line, then :meth:`process`.  Its query parsing into ``args`` (nothing reads them: the
+        gate parsed the raw target) and its form parsing and rewinding of ``content`` (which
+        stays empty: the body went to the sink) are left out."""
+        self.args = {}
+        self.method, self.uri = command, path
+        self.clientproto = version
+        self.path = path.split(b"?", 1)[0]
+        self.process()
 
     def process(self) -> None:
         """Render the request with the site's one resource.  twisted's ``process`` would split

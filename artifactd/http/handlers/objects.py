@@ -14,7 +14,7 @@ from artifactd import errors, integrity, preconditions
 from artifactd.http import conditions, reads, tagging
 from artifactd.http.context import RequestContext
 from artifactd.http.download import SMALL_BODY, BlobProducer, segments_for, write_small
-from artifactd.http.handlers.base import HandlerBase, header, lower_headers, object_headers
+from artifactd.http.handlers.base import HandlerBase, lower_headers, object_headers
 from artifactd.http.s3xml import http_date
 from artifactd.records import BlobRef, ObjectRecord
 
@@ -63,7 +63,7 @@ class ObjectHandlers(HandlerBase):
         record = self._object(ctx)
         try:
             conditions.check_read(
-                conditions.Conditions.from_headers(lambda name: header(request, name)),
+                conditions.Conditions.from_headers(ctx.headers.get),
                 record.etag,
                 record.last_modified,
                 now=self._clock.seconds(),
@@ -74,7 +74,7 @@ class ObjectHandlers(HandlerBase):
             raise
         overrides = reads.response_overrides(ctx.target.query)
         selection = reads.select(
-            record, header(request, "range"), reads.part_number(ctx.target.query)
+            record, ctx.headers.get("range"), reads.part_number(ctx.target.query)
         )
         request.setHeader(b"content-type", record.content_type.encode())
         request.setHeader(b"etag", f'"{record.etag}"'.encode())
@@ -94,7 +94,7 @@ class ObjectHandlers(HandlerBase):
             request.setHeader(b"content-range", selection.content_range.encode())
         if selection.parts_count is not None:
             request.setHeader(b"x-amz-mp-parts-count", b"%d" % selection.parts_count)
-        if integrity.mode_enabled(header(request, "x-amz-checksum-mode")):
+        if integrity.mode_enabled(ctx.headers.get("x-amz-checksum-mode")):
             for name, value in reads.checksum_headers(record, selection):
                 request.setHeader(name.encode(), value.encode())
         start, length = selection.start, selection.length
