@@ -75,12 +75,11 @@ class S3Request(server.Request):
         site = self.s3site
         channel = self.channel
         method = bytes(channel._command).decode("latin-1").upper()
-        peer = self.getClientAddress()  # type: ignore[no-untyped-call]
         self.ctx = RequestContext(
             request_id=new_request_id(),
             started=site.clock.seconds(),
             method=method,
-            peer=f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}",
+            peer=cast(S3Channel, channel).peer_text(),
         )
         self.content = BytesIO()
         headers = [

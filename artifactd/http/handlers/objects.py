@@ -33,7 +33,7 @@ class ObjectHandlers(HandlerBase):
         assert ctx.target is not None and ctx.target.key is not None
         staged = ctx.staged
         assert staged is not None
-        content_type, headers, metadata = object_headers(request)
+        content_type, headers, metadata = object_headers(request, ctx)
         record = ObjectRecord(
             bucket=self._bucket(ctx).name,
             key=ctx.target.key,
@@ -47,7 +47,7 @@ class ObjectHandlers(HandlerBase):
             blobs=(BlobRef(staged.sha256, staged.size),),
             checksum=integrity.stored(ctx.checksum_algorithm, ctx.checksum_value),
             checksum_type=integrity.FULL_OBJECT if ctx.checksum_value else None,
-            tags=tagging.parse_header(request.getHeader(b"x-amz-tagging") or b""),
+            tags=tagging.parse_header(ctx.headers.get("x-amz-tagging", "").encode("latin-1")),
         )
         condition = preconditions.write_condition(lower_headers(request))
         ctx.staged_consumed = True
