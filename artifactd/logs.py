@@ -65,20 +65,44 @@ def _iso_time(when: float) -> str:
 _second: list[Any] = [None, ""]
 
 
+# What an event's own fields may not be called: the keys written first, Twisted's legacy keys
+# and secrets.  (Twisted's bookkeeping keys, ``log_*``, are dropped as well.)
+_NOT_FIELDS = frozenset(
+    {"time", "level", "namespace", "msg"}
+    | {"format", "message", "isError", "system", "why", "failure"}
+    | _SECRET_FIELDS
+)
+_MAX_LAYOUTS = 1024
+
+
+def _field_names(event: LogEvent) -> tuple[str, ...]:
+    """The event's own fields, in its order.  Remembered per layout (the event's keys, in
+    order): one ``Logger`` call site makes the same layout every time, the access log one per
+    request."""
+    layout = tuple(event)
+    names = _layouts.get(layout)
+    if names is None:
+        names = tuple(k for k in layout if not (k.startswith("log_") or k in _NOT_FIELDS))
+        if len(_layouts) >= _MAX_LAYOUTS:
+            _layouts.clear()
+        _layouts[layout] = names
+    return names
+
+
+_layouts: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
 def event_as_dict(event: LogEvent) -> dict[str, Any]:
     """The JSON-ready form of one event."""
+    level = event.get("log_level")
     out: dict[str, Any] = {
         "time": _iso_time(event.get("log_time", 0.0)),
-        "level": event["log_level"].name if event.get("log_level") is not None else "info",
+        "level": level.name if level is not None else "info",
         "namespace": event.get("log_namespace", ""),
         "msg": format_message(event),
     }
-    for key, value in event.items():
-        if key.startswith("log_") or key in out or key in _SECRET_FIELDS:
-            continue
-        if key in ("format", "message", "isError", "system", "time", "why", "failure"):
-            continue
-        out[key] = value
+    for key in _field_names(event):
+        out[key] = event[key]
     failure = event.get("log_failure")
     if failure is not None:
         out["traceback"] = failure.getTraceback()

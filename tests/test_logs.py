@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from twisted.logger import LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
+from artifactd import logs
 from artifactd.logs import _iso_time, event_as_dict, format_message, json_observer_to
 
 ACCESS_FORMAT = "{action} {status} {method} {resource} {duration_ms}ms {request_id}"
@@ -132,6 +133,81 @@ class FormatMessageTests(SynchronousTestCase):
             request_id=request_id,
         )
         self.assertEqual(format_message(event), formatEvent(event))
+
+
+def generic_event_as_dict(event: dict[str, Any]) -> dict[str, Any]:
+    """The observer's event form as first written: every key of the event looked at in turn."""
+    out: dict[str, Any] = {
+        "time": _iso_time(event.get("log_time", 0.0)),
+        "level": event["log_level"].name if event.get("log_level") is not None else "info",
+        "namespace": event.get("log_namespace", ""),
+        "msg": format_message(event),
+    }
+    for key, value in event.items():
+        if key.startswith("log_") or key in out or key in logs._SECRET_FIELDS:
+            continue
+        if key in ("format", "message", "isError", "system", "time", "why", "failure"):
+            continue
+        out[key] = value
+    failure = event.get("log_failure")
+    if failure is not None:
+        out["traceback"] = failure.getTraceback()
+        if not out["msg"]:
+            out["msg"] = failure.getErrorMessage()
+    return out
+
+
+_KEYS = st.sampled_from(
+    [
+        *("action", "status", "time", "level", "namespace", "msg", "format", "message"),
+        *("isError", "system", "why", "failure", "traceback", "secret", "signature"),
+        *("log_extra", "logx", "x"),
+    ]
+)
+
+
+class EventFormTests(SynchronousTestCase):
+    @given(st.lists(st.dictionaries(_KEYS, st.integers(), max_size=6), min_size=1, max_size=3))
+    def test_same_as_generic(self, field_sets: list[dict[str, Any]]) -> None:
+        """The form made from a remembered layout is the generic one, key order included, for
+        any fields, however often a layout recurs."""
+        for fields in field_sets + field_sets:
+            event = access_event(**fields)
+            got = event_as_dict(event)
+            expected = generic_event_as_dict(event)
+            self.assertEqual(list(got.items()), list(expected.items()))
+
+    def test_access_line_unchanged(self) -> None:
+        """The JSON line of a typical access event, byte for byte."""
+        stream = io.StringIO()
+        observe = json_observer_to(stream)
+        event = access_event(
+            bucket="bkt",
+            query=["uploadId"],
+            key="k",
+            error_code=None,
+            bytes_in=0,
+            bytes_out=4096,
+            peer="127.0.0.1:1",
+            principal="AKID",
+        )
+        observe(event)
+        observe(event)
+        line = (
+            '{"time": "2025-11-28T03:20:00.500+00:00", "level": "info", "namespace":'
+            ' "artifactd.access", "msg": "GetObject 200 GET /bucket/key 1.25ms 0123456789ABCDEF",'
+            ' "action": "GetObject", "status": 200, "method": "GET", "resource": "/bucket/key",'
+            ' "duration_ms": 1.25, "request_id": "0123456789ABCDEF", "bucket": "bkt", "query":'
+            ' ["uploadId"], "key": "k", "error_code": null, "bytes_in": 0, "bytes_out": 4096,'
+            ' "peer": "127.0.0.1:1", "principal": "AKID"}\n'
+        )
+        self.assertEqual(stream.getvalue(), line * 2)
+
+    def test_layouts_bounded(self) -> None:
+        """Events of ever new layouts do not grow the remembered layouts without bound."""
+        for i in range(logs._MAX_LAYOUTS + 10):
+            self.assertEqual(event_as_dict({f"f{i}": i})[f"f{i}"], i)
+        self.assertLessEqual(len(logs._layouts), logs._MAX_LAYOUTS)
 
 
 class ObserverTests(SynchronousTestCase):

@@ -581,6 +581,34 @@ class PresignedTests(SynchronousTestCase):
             bad = SignedRequest(req.method, req.raw_path, raw_query, req.headers)
             self.assertRaises(AuthorizationQueryParametersError, authenticate, bad, lookup, FIXED)
 
+    def test_malformed_parameters_refused_every_time(self) -> None:
+        """The parsers of the credential, date and signed headers are memoised; a malformed
+        value is refused on every request, and a good one still verifies after it."""
+        req = presign("GET", url_for("k"))
+        query = req.raw_query
+        for raw_query in [
+            query.replace(b"%2Fs3%2F", b"%2Fiam%2F"),
+            query.replace(b"X-Amz-Date=20261128T", b"X-Amz-Date=20261328T"),
+            query.replace(b"X-Amz-SignedHeaders=host", b"X-Amz-SignedHeaders=Host"),
+        ]:
+            bad = SignedRequest(req.method, req.raw_path, raw_query, req.headers)
+            for _ in range(3):
+                self.assertRaises(
+                    AuthorizationQueryParametersError, authenticate, bad, lookup, FIXED
+                )
+            self.assertIsNotNone(authenticate(req, lookup, FIXED))
+
+    def test_query_as_sent_differs_from_canonical(self) -> None:
+        """A query signed with lower-case escapes (not SigV4's canonical form) verifies as
+        sent, and only as sent."""
+        url = f"{ENDPOINT}/bkt/k?prefix=a%2fb&list-type=2"
+        req = sign("GET", url)
+        self.assertIn(b"a%2fb", req.raw_query)
+        self.assertIsNotNone(authenticate(req, lookup, FIXED))
+        upper = req.raw_query.replace(b"a%2fb", b"a%2Fb")
+        moved = SignedRequest(req.method, req.raw_path, upper, req.headers)
+        self.assertRaises(SignatureDoesNotMatch, authenticate, moved, lookup, FIXED)
+
     def test_unknown_access_key(self) -> None:
         """A presigned URL with an unknown access key gives InvalidAccessKeyId."""
         req = presign("GET", url_for("k"), access_key="AKIDUNKNOWN")

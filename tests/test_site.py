@@ -692,6 +692,48 @@ class AccessLogTests(HarnessTestCase):
         self.assertEqual(get.body, b"abc")
 
 
+class HeaderViewRequest(S3Request):
+    """Notes, when the request is routed, its context's header view next to what twisted's
+    ``getHeader`` gives for each name."""
+
+    views: list[tuple[dict[str, str], dict[str, str | None]]]
+
+    def process(self) -> None:
+        twisted_view: dict[str, str | None] = {}
+        for name in self.ctx.headers:
+            value = self.getHeader(name.encode())
+            twisted_view[name] = value.decode("latin-1") if value is not None else None
+        self.views.append((dict(self.ctx.headers), twisted_view))
+        super().process()
+
+
+class HeaderViewTests(HarnessTestCase):
+    def test_same_as_get_header(self) -> None:
+        """The context's headers (read by the GET handler) are twisted's ``getHeader``, a
+        repeated header's last value included, whatever the case of the name."""
+        h = self.harness()
+        h.site.requestFactory = HeaderViewRequest  # type: ignore[assignment]
+        HeaderViewRequest.views = []
+        h.connect().feed(put_request("bkt", "k", b"abc"))
+        h.settle()
+        target = key_path("bkt", "k")
+        extra = [
+            ("If-None-Match", '"nope"'),
+            ("if-none-match", '"other"'),
+            ("X-Custom", "\xe9t\xe9"),
+            ("range", "bytes=0-0"),
+            ("Range", "bytes=1-1"),
+        ]
+        conn = h.connect()
+        conn.feed(serialise("GET", target, sign("GET", target) + extra))
+        h.settle()
+        response = conn.response()
+        self.assertEqual((response.status, response.body), (206, b"b"))
+        [(ours, twisted)] = HeaderViewRequest.views[-1:]
+        self.assertEqual(ours, twisted)
+        self.assertEqual((ours["if-none-match"], ours["range"]), ('"other"', "bytes=1-1"))
+
+
 class KeyRoutingTests(HarnessTestCase):
     """Every valid key reaches its handler, whatever characters it holds."""
 

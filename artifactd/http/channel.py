@@ -54,6 +54,8 @@ class S3Channel(http.HTTPChannel):
         self._host: Any = None
         # a DirectReceive reads this connection's socket: the transport stays paused
         self.reading_elsewhere = False
+        self._peer: Any = None
+        self._peer_text: str | None = None
 
     def limit_head(self, max_head_bytes: int, max_headers: int) -> None:
         """Set this channel's limits (twisted's own checks stay as a backstop at the same
@@ -70,6 +72,23 @@ class S3Channel(http.HTTPChannel):
         if host is None:
             host = self._host = super().getHost()  # type: ignore[no-untyped-call]
         return host
+
+    def getPeer(self) -> Any:
+        """The client's address: twisted's Request asks for it on every request (the transport
+        makes a new address object each time); it does not change for the life of the
+        connection."""
+        peer = self._peer
+        if peer is None:
+            peer = self._peer = super().getPeer()  # type: ignore[no-untyped-call]
+        return peer
+
+    def peer_text(self) -> str:
+        """``host:port`` of the client, as the access log shows it."""
+        text = self._peer_text
+        if text is None:
+            peer = self.getPeer()
+            text = self._peer_text = f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
+        return text
 
     def connectionMade(self) -> None:
         super().connectionMade()  # type: ignore[no-untyped-call]
@@ -159,10 +178,9 @@ class S3Channel(http.HTTPChannel):
         request_id = new_request_id()
         transport = cast(ITCPTransport, self.transport)
         sent, self._linger = refuse(transport, error, request_id, site.clock, head=head)
-        peer = transport.getPeer()
         site.head_refused(
             request_id=request_id,
-            peer=f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}",
+            peer=self.peer_text(),
             status=error.status,
             error_code=error.code,
             bytes_out=sent,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from random import getrandbits
 from typing import TYPE_CHECKING
 
-from attrs import define
+from attrs import define, field
 
 from artifactd.errors import S3Error
 from artifactd.http.actions import Target
@@ -40,3 +40,6 @@ class RequestContext:
     checksum_value: str | None = None  # base64, computed over the received body
     bytes_in: int = 0
     logged: bool = False
+    headers: dict[str, str] = field(factory=dict)
+    """The request's headers by lower-case name, latin-1 decoded; the last value of a repeated
+    header, as twisted's ``Request.getHeader`` gives it."""

@@ -43,7 +43,6 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import NamedTuple
 from urllib.parse import quote, unquote_to_bytes
 
 from attrs import define, field, frozen
@@ -116,6 +115,7 @@ _PRESIGN_PARAMS = (
     "X-Amz-SignedHeaders",
     "X-Amz-Expires",
 )
+_PRESIGN_NAMES = {name.encode("ascii"): name for name in _PRESIGN_PARAMS}
 
 
 @frozen
@@ -180,7 +180,7 @@ def authenticate(
     now = now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
     headers = _header_map(req.headers)
     params = _parse_query(req.raw_query)
-    names = {p.name for p in params}
+    names = {p[2] for p in params}
     authorization = headers.get("authorization")
     presigned = not names.isdisjoint((b"X-Amz-Algorithm", b"X-Amz-Credential", b"X-Amz-Signature"))
     sigv2_query = b"AWSAccessKeyId" in names or b"Signature" in names
@@ -305,11 +305,10 @@ def canonical_trailer(fields: Iterable[tuple[bytes, bytes]]) -> bytes:
 # -- request parsing ---------------------------------------------------------------------------
 
 
-class _Param(NamedTuple):
-    raw_name: bytes
-    raw_value: bytes
-    name: bytes
-    value: bytes
+_Param = tuple[bytes, bytes, bytes, bytes]
+"""One query parameter: ``(raw_name, raw_value, name, value)``, the raw forms as sent and the
+percent-decoded ones (a plain tuple: a NamedTuple costs a Python-level ``__new__`` per
+parameter, six or more per presigned request)."""
 
 
 @frozen
@@ -360,8 +359,11 @@ def _header_map(headers: Sequence[tuple[bytes, bytes]]) -> dict[str, list[bytes]
     return result
 
 
-def _unquote(raw: bytes) -> bytes:
-    return unquote_to_bytes(raw) if b"%" in raw else raw
+@functools.lru_cache(maxsize=4096)
+def _unquote_escaped(raw: bytes) -> bytes:
+    """``unquote_to_bytes`` of a query part that has a ``%``.  Remembered: the escaped values
+    of a client's queries recur (the credential, ``/`` in keys)."""
+    return unquote_to_bytes(raw)
 
 
 def _parse_query(raw_query: bytes) -> list[_Param]:
@@ -369,7 +371,14 @@ def _parse_query(raw_query: bytes) -> list[_Param]:
     for part in raw_query.split(b"&"):
         if part:
             raw_name, _, raw_value = part.partition(b"=")
-            params.append(_Param(raw_name, raw_value, _unquote(raw_name), _unquote(raw_value)))
+            params.append(
+                (
+                    raw_name,
+                    raw_value,
+                    _unquote_escaped(raw_name) if b"%" in raw_name else raw_name,
+                    _unquote_escaped(raw_value) if b"%" in raw_value else raw_value,
+                )
+            )
     return params
 
 
@@ -451,13 +460,14 @@ def _claim_from_header(authorization: bytes, headers: Mapping[str, list[bytes]])
 def _claim_from_query(params: Sequence[_Param], headers: Mapping[str, list[bytes]]) -> _Claim:
     error = AuthorizationQueryParametersError
     values: dict[str, str] = {}
-    for param in params:
-        name = param.name.decode("utf-8", "replace")
-        if name in _PRESIGN_PARAMS:
+    for _, _, raw_name_decoded, value in params:
+        # bytes that decode to one of these ASCII names are that name: match on bytes
+        name = _PRESIGN_NAMES.get(raw_name_decoded)
+        if name is not None:
             if name in values:
                 raise error(f"The {name} parameter must appear only once.")
-            values[name] = param.value.decode("utf-8", "replace")
-    if set(values) != set(_PRESIGN_PARAMS):
+            values[name] = value.decode("utf-8", "replace")
+    if len(values) != len(_PRESIGN_PARAMS):
         raise error(
             "Query-string authentication version 4 requires the X-Amz-Algorithm,"
             " X-Amz-Credential, X-Amz-Signature, X-Amz-Date, X-Amz-SignedHeaders,"
@@ -507,28 +517,46 @@ def _claim_from_query(params: Sequence[_Param], headers: Mapping[str, list[bytes
 
 def _parse_credential(value: str, error: type[S3Error], prefix: str) -> tuple[str, str, str]:
     """Split ``AKID/YYYYMMDD/REGION/s3/aws4_request`` into access key, date and region."""
+    parsed = _split_credential(value)
+    if isinstance(parsed, str):
+        raise error(prefix + parsed)
+    return parsed
+
+
+@functools.lru_cache(maxsize=1024)
+def _split_credential(value: str) -> tuple[str, str, str] | str:
+    """:func:`_parse_credential`'s result, or what is wrong with ``value``.  Remembered: a
+    client sends the same credential all day."""
     parts = value.rsplit("/", 4)
     if len(parts) != 5 or not all(parts) or not _DATE_RE.fullmatch(parts[1]):
-        raise error(
-            prefix + "the Credential is mal-formed; expecting"
+        return (
+            "the Credential is mal-formed; expecting"
             ' "<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request".'
         )
     access_key, date, region, service, terminator = parts
     if service != _SERVICE:
-        raise error(prefix + f'incorrect service "{service}". This endpoint belongs to "s3".')
+        return f'incorrect service "{service}". This endpoint belongs to "s3".'
     if terminator != _TERMINATOR:
-        raise error(
-            prefix + f'incorrect terminal "{terminator}". This endpoint uses "aws4_request".'
-        )
+        return f'incorrect terminal "{terminator}". This endpoint uses "aws4_request".'
     return access_key, date, region
 
 
 def _parse_signed_headers(value: str, error: type[S3Error], prefix: str) -> tuple[str, ...]:
+    parsed = _split_signed_headers(value)
+    if isinstance(parsed, str):
+        raise error(prefix + parsed)
+    return parsed
+
+
+@functools.lru_cache(maxsize=1024)
+def _split_signed_headers(value: str) -> tuple[str, ...] | str:
+    """The signed header names, or what is wrong with ``value``.  Remembered: a
+    client signs the same headers request after request."""
     names = tuple(value.split(";"))
     if not all(n and n == n.lower() and n.isascii() for n in names):
-        raise error(prefix + "SignedHeaders must be a ';'-separated list of lower-case names.")
+        return "SignedHeaders must be a ';'-separated list of lower-case names."
     if "host" not in names:
-        raise error(prefix + "SignedHeaders must include host.")
+        return "SignedHeaders must include host."
     return names
 
 
@@ -550,8 +578,10 @@ def _single(headers: Mapping[str, list[bytes]], name: str) -> str:
     return values[0].decode("latin-1").strip()
 
 
+@functools.lru_cache(maxsize=1024)
 def _parse_amz_date(value: str) -> datetime | None:
-    """Parse ``YYYYMMDDTHHMMSSZ``; ``None`` if ``value`` is not such a (valid) timestamp."""
+    """Parse ``YYYYMMDDTHHMMSSZ``; ``None`` if ``value`` is not such a (valid) timestamp.
+    Remembered: the requests of a busy second share their timestamp."""
     if _AMZ_DATE_RE.fullmatch(value):
         try:
             if not value.isascii():  # Unicode digits: as strptime reads them
@@ -587,13 +617,26 @@ def _canonical_targets(
     req: SignedRequest, params: Sequence[_Param], *, presigned: bool
 ) -> list[tuple[bytes, bytes]]:
     """The ``(canonical URI, canonical query)`` forms to try, the S3-canonical one first."""
-    kept = [p for p in params if not (presigned and p.name == b"X-Amz-Signature")]
+    pairs = []
+    raw_pairs = []
+    as_sent = True  # every pair's raw form is its canonical form
+    for raw_name, raw_value, name, value in params:
+        if presigned and name == b"X-Amz-Signature":
+            continue
+        pair = (_quote_query(name), _quote_query(value))
+        pairs.append(pair)
+        raw_pairs.append((raw_name, raw_value))
+        if as_sent and pair != (raw_name, raw_value):
+            as_sent = False
+    pairs.sort()
     uri = _canonical_path(req.raw_path) or b"/"
-    query = b"&".join(
-        n + b"=" + v for n, v in sorted((_quote_query(p.name), _quote_query(p.value)) for p in kept)
-    )
+    query = b"&".join([n + b"=" + v for n, v in pairs])
     raw_uri = req.raw_path or b"/"
-    raw_query = b"&".join(n + b"=" + v for n, v in sorted((p.raw_name, p.raw_value) for p in kept))
+    if as_sent:
+        raw_query = query  # the same pairs, so the same sorted order
+    else:
+        raw_pairs.sort()
+        raw_query = b"&".join([n + b"=" + v for n, v in raw_pairs])
     targets = [(uri, query)]
     if (raw_uri, raw_query) != (uri, query):
         targets.append((raw_uri, raw_query))

@@ -15,7 +15,7 @@ from typing import Any, cast
 
 from twisted.internet import tcp
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime, ITCPTransport
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from twisted.web import http, server
 from twisted.web.http_headers import Headers
@@ -39,6 +39,7 @@ LINGER_BYTES = 64 * 1024 * 1024
 DIRECT_MIN = 1024 * 1024  # plain bodies from this length on are read by a DirectReceive
 
 access_log = Logger(namespace="artifactd.access")
+ACCESS_FORMAT = "{action} {status} {method} {resource} {duration_ms}ms {request_id}"
 
 
 class ResponseHeaders(Headers):
@@ -79,12 +80,11 @@ class S3Request(server.Request):
         site = self.s3site
         channel = self.channel
         method = bytes(channel._command).decode("latin-1").upper()
-        peer = self.getClientAddress()  # type: ignore[no-untyped-call]
         self.ctx = RequestContext(
             request_id=new_request_id(),
             started=site.clock.seconds(),
             method=method,
-            peer=f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}",
+            peer=cast(S3Channel, channel).peer_text(),
         )
         self.content = BytesIO()
         headers = [
@@ -92,6 +92,9 @@ class S3Request(server.Request):
             for name, values in self.requestHeaders.getAllRawHeaders()
             for value in values
         ]
+        self.ctx.headers = {
+            name.decode("latin-1").lower(): value.decode("latin-1") for name, value in headers
+        }
         has_body = length is None or length > 0
         try:
             if site.engine.closed:
@@ -169,7 +172,7 @@ class S3Request(server.Request):
             return
         sink = self._sink
         if sink is None:
-            super().requestReceived(command, path, version)  # type: ignore[no-untyped-call]
+            self._received(command, path, version)
             return
         self.ctx.bytes_in = sink.received
         try:
@@ -182,7 +185,7 @@ class S3Request(server.Request):
         except errors.S3Error as e:
             sink.abort()
             self.ctx.error = e
-            super().requestReceived(command, path, version)  # type: ignore[no-untyped-call]
+            self._received(command, path, version)
             return
 
         def received(body: StagedBody | bytes) -> None:
@@ -196,7 +199,7 @@ class S3Request(server.Request):
                     self.ctx.checksum_value = sink.checksum
             else:
                 self.ctx.payload = body
-            server.Request.requestReceived(self, command, path, version)
+            self._received(command, path, version)
 
         def failed(failure: Failure) -> None:
             if self._lost:
@@ -208,11 +211,22 @@ class S3Request(server.Request):
                     "receiving body of {request_id}", failure, request_id=self.ctx.request_id
                 )
                 self.ctx.error = errors.InternalError()
-            server.Request.requestReceived(self, command, path, version)
+            self._received(command, path, version)
 
         d = sink.close()
         d.addCallbacks(received, failed)
         d.addErrback(lambda f: self.log.failure("dispatching", f))
+
+    def _received(self, command: bytes, path: bytes, version: bytes) -> None:
+        """What twisted's ``Request.requestReceived`` does for an S3 request: note the request
+        line, then :meth:`process`.  Its query parsing into ``args`` (nothing reads them: the
+        gate parsed the raw target) and its form parsing and rewinding of ``content`` (which
+        stays empty: the body went to the sink) are left out."""
+        self.args = {}
+        self.method, self.uri = command, path
+        self.clientproto = version
+        self.path = path.split(b"?", 1)[0]
+        self.process()
 
     def process(self) -> None:
         """Render the request with the site's one resource.  twisted's ``process`` would split
@@ -402,8 +416,9 @@ class S3Site(server.Site):
             "peer": ctx.peer,
             "principal": ctx.principal,
         }
-        access_log.info(
-            "{action} {status} {method} {resource} {duration_ms}ms {request_id}",
+        access_log.emit(  # what .info() calls, without its extra call and copy of the fields
+            LogLevel.info,
+            ACCESS_FORMAT,
             resource=target.resource if target else "-",
             **event,
         )
@@ -430,8 +445,9 @@ class S3Site(server.Site):
             "peer": peer,
             "principal": None,
         }
-        access_log.info(
-            "{action} {status} {method} {resource} {duration_ms}ms {request_id}",
+        access_log.emit(  # what .info() calls, without its extra call and copy of the fields
+            LogLevel.info,
+            ACCESS_FORMAT,
             resource="-",
             **event,
         )

@@ -87,7 +87,18 @@ def _dump(value: dict[str, Any]) -> bytes:
 
 
 def _pairs(value: Any) -> tuple[tuple[str, str], ...]:
-    return tuple((str(k), str(v)) for k, v in value or ())
+    if not value:
+        return ()  # the usual case: no generator to build
+    return tuple((str(k), str(v)) for k, v in value)
+
+
+_decode_json = json.JSONDecoder().decode
+
+
+def _load_record(raw: bytes) -> Any:
+    """``json.loads(raw)`` for a record, which is UTF-8 (as ``_dump`` writes it): without
+    json.loads's guess at the encoding."""
+    return _decode_json(raw.decode("utf-8", "surrogatepass"))
 
 
 def _blob(value: Any) -> BlobRef:
@@ -151,7 +162,7 @@ def encode_object(record: ObjectRecord, row: str | None = None) -> bytes:
 def decode_object(raw: bytes) -> ObjectRecord:
     if raw[:1] != b"{":  # a listing row first (of any form): the record follows it
         raw = raw[raw.index(b"\n") + 1 :]
-    d = json.loads(raw)
+    d = _load_record(raw)
     return ObjectRecord(
         bucket=d["bucket"],
         key=d["key"],
@@ -167,7 +178,7 @@ def decode_object(raw: bytes) -> ObjectRecord:
         version_id=d.get("vid"),
         checksum=_checksum_in(d.get("ck")),
         checksum_type=d.get("ckt"),
-        part_checksums=tuple(str(v) for v in d.get("pck", ())),
+        part_checksums=tuple(str(v) for v in d["pck"]) if d.get("pck") else (),
         tags=_pairs(d.get("tags")),
     )
 

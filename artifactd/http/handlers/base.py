@@ -94,13 +94,14 @@ def lower_headers(request: IRequest) -> dict[str, str]:
 
 
 def object_headers(
-    request: IRequest,
+    request: IRequest, ctx: RequestContext
 ) -> tuple[str, tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
     """Content-Type, the stored standard headers and the user metadata of an upload."""
-    content_type = header(request, "content-type") or "binary/octet-stream"
+    get = ctx.headers.get  # what header(request, name) gives, decoded once per request
+    content_type = get("content-type") or "binary/octet-stream"
     headers: list[tuple[str, str]] = []
     for name in STORED_HEADERS:
-        value = header(request, name)
+        value = get(name)
         if value is None:
             continue
         if name == "content-encoding":

@@ -35,7 +35,7 @@ class CopyHandlers(HandlerBase):
         source = plan.record
         content_type, stored, metadata = source.content_type, source.headers, source.metadata
         if plan.directive == copying.REPLACE:
-            content_type, stored, metadata = object_headers(request)
+            content_type, stored, metadata = object_headers(request, ctx)
         tags = source.tags
         if plan.tagging_directive == copying.REPLACE:
             raw = headers.get("x-amz-tagging")

@@ -33,7 +33,7 @@ class MultipartHandlers(HandlerBase):
     async def create_upload(self, request: IRequest, ctx: RequestContext) -> bytes:
         assert ctx.target is not None and ctx.target.key is not None
         bucket = self._bucket(ctx)
-        content_type, headers, metadata = object_headers(request)
+        content_type, headers, metadata = object_headers(request, ctx)
         algorithm, checksum_type = integrity.upload_checksum(lower_headers(request))
         now = self._clock.seconds()
         upload = Upload(

@@ -14,7 +14,7 @@ from artifactd import errors, integrity, preconditions
 from artifactd.http import conditions, reads, tagging
 from artifactd.http.context import RequestContext
 from artifactd.http.download import SMALL_BODY, BlobProducer, segments_for, write_small
-from artifactd.http.handlers.base import HandlerBase, header, lower_headers, object_headers
+from artifactd.http.handlers.base import HandlerBase, lower_headers, object_headers
 from artifactd.http.s3xml import http_date
 from artifactd.records import BlobRef, ObjectRecord
 
@@ -33,7 +33,7 @@ class ObjectHandlers(HandlerBase):
         assert ctx.target is not None and ctx.target.key is not None
         staged = ctx.staged
         assert staged is not None
-        content_type, headers, metadata = object_headers(request)
+        content_type, headers, metadata = object_headers(request, ctx)
         record = ObjectRecord(
             bucket=self._bucket(ctx).name,
             key=ctx.target.key,
@@ -47,7 +47,7 @@ class ObjectHandlers(HandlerBase):
             blobs=(BlobRef(staged.sha256, staged.size),),
             checksum=integrity.stored(ctx.checksum_algorithm, ctx.checksum_value),
             checksum_type=integrity.FULL_OBJECT if ctx.checksum_value else None,
-            tags=tagging.parse_header(request.getHeader(b"x-amz-tagging") or b""),
+            tags=tagging.parse_header(ctx.headers.get("x-amz-tagging", "").encode("latin-1")),
         )
         condition = preconditions.write_condition(lower_headers(request))
         ctx.staged_consumed = True
@@ -63,7 +63,7 @@ class ObjectHandlers(HandlerBase):
         record = self._object(ctx)
         try:
             conditions.check_read(
-                conditions.Conditions.from_headers(lambda name: header(request, name)),
+                conditions.Conditions.from_headers(ctx.headers.get),
                 record.etag,
                 record.last_modified,
                 now=self._clock.seconds(),
@@ -74,7 +74,7 @@ class ObjectHandlers(HandlerBase):
             raise
         overrides = reads.response_overrides(ctx.target.query)
         selection = reads.select(
-            record, header(request, "range"), reads.part_number(ctx.target.query)
+            record, ctx.headers.get("range"), reads.part_number(ctx.target.query)
         )
         request.setHeader(b"content-type", record.content_type.encode())
         request.setHeader(b"etag", f'"{record.etag}"'.encode())
@@ -94,7 +94,7 @@ class ObjectHandlers(HandlerBase):
             request.setHeader(b"content-range", selection.content_range.encode())
         if selection.parts_count is not None:
             request.setHeader(b"x-amz-mp-parts-count", b"%d" % selection.parts_count)
-        if integrity.mode_enabled(header(request, "x-amz-checksum-mode")):
+        if integrity.mode_enabled(ctx.headers.get("x-amz-checksum-mode")):
             for name, value in reads.checksum_headers(record, selection):
                 request.setHeader(name.encode(), value.encode())
         start, length = selection.start, selection.length
