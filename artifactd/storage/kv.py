@@ -52,7 +52,11 @@ class LevelDBKV:
 
         self._sync = sync
         self._db: Any = plyvel.DB(
-            path, create_if_missing=True, paranoid_checks=True, lru_cache_size=32 * 1024 * 1024
+            path,
+            create_if_missing=True,
+            paranoid_checks=True,
+            lru_cache_size=32 * 1024 * 1024,
+            bloom_filter_bits=10,
         )
 
     def get(self, key: bytes) -> bytes | None:
