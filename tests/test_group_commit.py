@@ -250,6 +250,38 @@ class OverlayTests(SynchronousTestCase):
         self.assertEqual(got, {k: store.get(k) for k in got})
 
 
+class CountingKV(MemoryKV):
+    def __init__(self) -> None:
+        super().__init__()
+        self.gets: list[bytes] = []
+
+    def get(self, key: bytes) -> bytes | None:
+        self.gets.append(key)
+        return super().get(key)
+
+
+class OverlayReadTests(SynchronousTestCase):
+    def test_a_key_is_read_from_the_base_once_per_group(self) -> None:
+        """Within one group a key is read from the store once, whatever is written over it
+        meanwhile; after the flush the store is read again."""
+        store = CountingKV()
+        store.write({b"bucket": b"b", b"count": b"1"}, set())
+        overlay = Overlay(store)
+        for _ in range(3):
+            self.assertEqual(overlay.get(b"bucket"), b"b")
+            self.assertIsNone(overlay.get(b"missing"))
+        self.assertEqual(overlay.get(b"count"), b"1")
+        overlay.write({b"count": b"2", b"missing": b"now"}, {b"bucket"})
+        self.assertEqual(
+            [overlay.get(k) for k in (b"bucket", b"count", b"missing")], [None, b"2", b"now"]
+        )
+        self.assertEqual(sorted(store.gets), [b"bucket", b"count", b"missing"])
+        overlay.flush()
+        self.assertEqual(overlay.get(b"count"), b"2")
+        self.assertIsNone(overlay.get(b"bucket"))
+        self.assertEqual(store.gets[3:], [b"count", b"bucket"])
+
+
 class CommitterTests(SynchronousTestCase):
     """With the reactor's ``callFromThread``, commits queued from the reactor thread are run by
     one committer thread, a group at a time, and come back in one call per group."""

@@ -88,6 +88,33 @@ class TieredTests(SynchronousTestCase):
         self.assertEqual([c for c in self.fs.calls if c[0] == "kv_write"], [("kv_write", 0, 2)])
         self.assertEqual(self.files(), [])
 
+    def test_small_content_of_a_referenced_file_blob_dedups_to_it(self) -> None:
+        """Content already stored as a file (a data directory of an earlier version) and
+        referenced: a small PUT of it references the file and stores no small blob; the disk is
+        only looked at for a digest that is referenced."""
+        data = b"once a file"
+        self.put("file", stage(self.engine, data))
+        self.fs.calls.clear()
+        self.put("small", staged_in_memory(self.engine, data))
+        self.assertEqual(list(self.engine.meta.small_blob_digests()), [])
+        self.assertEqual(self.files(), [sha256(data)])
+        self.assertEqual(self.engine.meta.refcount(sha256(data)), 2)
+        record = self.engine.meta.get_object(BUCKET, "small")
+        assert record is not None
+        self.assertEqual(read_object(self.engine, record), data)
+        looked: list[str] = []
+        exists = self.tiered._files.exists
+
+        def counted(digest: str) -> bool:
+            looked.append(digest)
+            return exists(digest)
+
+        self.patch(self.tiered._files, "exists", counted)
+        self.put("small 2", staged_in_memory(self.engine, data))
+        self.assertEqual(looked, [sha256(data)])
+        self.put("new", staged_in_memory(self.engine, b"never seen"))
+        self.assertEqual(looked, [sha256(data)])  # an unreferenced digest: no look on disk
+
     def test_overwrite_releases_the_old_small_blob(self) -> None:
         self.put("k", staged_in_memory(self.engine, b"one"))
         self.put("k", staged_in_memory(self.engine, b"two"))

@@ -167,13 +167,21 @@ class Overlay:
         self._base = base
         self._puts: dict[bytes, bytes] = {}
         self._deletes: set[bytes] = set()
+        # what ``get`` read from the base: the one writer changes the base only by ``flush``,
+        # so within a group a key is read once (the commits of a group share their bucket,
+        # and a reference count is read by the blob store, then by the commit)
+        self._read: dict[bytes, bytes | None] = {}
 
     def get(self, key: bytes) -> bytes | None:
         if key in self._puts:
             return self._puts[key]
         if key in self._deletes:
             return None
-        return self._base.get(key)
+        try:
+            return self._read[key]
+        except KeyError:
+            value = self._read[key] = self._base.get(key)
+            return value
 
     def scan(self, prefix: bytes, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
         lower = max(prefix, start)
@@ -204,5 +212,5 @@ class Overlay:
         if self._puts or self._deletes:
             self._base.write(self._puts, self._deletes)
         n = len(self._puts) + len(self._deletes)
-        self._puts, self._deletes = {}, set()
+        self._puts, self._deletes, self._read = {}, set(), {}
         return n
