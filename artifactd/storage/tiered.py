@@ -50,10 +50,12 @@ class TieredBlobStore:
     def commit(self, staging: IStagingFile, digest: str) -> bool:
         if not isinstance(staging, MemoryStaging) or len(staging.data) > self.small_max:
             return self._files.commit(staging, digest)
-        if self._meta.has_small_blob(digest) or (
-            # a file of this digest (written by an earlier version) is referenced: only then
-            # is it worth a look on disk (an unreferenced one is an orphan recovery removes)
-            self._meta.refcount(digest) > 0 and self._files.exists(digest)
+        # An unreferenced digest is stored afresh (the usual case: one lookup, whose answer
+        # the commit reads again from the group's overlay).  Only a referenced one can already
+        # be here, as a small blob or as a file (written by an earlier version); an
+        # unreferenced leftover is an orphan recovery removes (and the same bytes again).
+        if self._meta.refcount(digest) > 0 and (
+            self._meta.has_small_blob(digest) or self._files.exists(digest)
         ):
             staging.discard()
             return False
