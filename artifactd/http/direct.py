@@ -98,7 +98,6 @@ class DirectReceive:
         self._on_body_read = on_body_read
         self._on_broken = on_broken
         self._idle_timeout = idle_timeout
-        self._buffer_size = buffer_size
         self._ring: queue.SimpleQueue[_Buffer] = queue.SimpleQueue()
         for _ in range(buffers):
             self._ring.put(_Buffer(buffer_size))
