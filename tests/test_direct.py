@@ -26,8 +26,8 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from artifactd import errors
-from artifactd.http.body import BodyChecks
-from artifactd.http.direct import SYNC_IN_COMMIT_MAX, DirectReceive
+from artifactd.http.body import SYNC_IN_COMMIT_MAX, BodyChecks
+from artifactd.http.direct import DirectReceive
 from artifactd.storage.blobs import FileBlobStore, StagingFile
 from artifactd.storage.engine import StagedBody
 from artifactd.storage.layout import Layout
@@ -102,12 +102,26 @@ class Harness:
         return os.listdir(self.blobs._layout.staging)
 
 
+Writer = Callable[[bytes | memoryview], None]
+
+
 class DirectReceiveTests(SynchronousTestCase):
     def harness(self, first: bytes, remaining: int, **options: Any) -> Harness:
         h = Harness(self.mktemp(), first, remaining, **options)
         self.addCleanup(h.client.close)
         self.addCleanup(h.server.close)
         return h
+
+    def patch_staging_writes(self, wrap: Callable[[Writer], Writer]) -> None:
+        """Every staging file opened during the test writes through ``wrap(its write)``."""
+        original = FileBlobStore.open_staging
+
+        def open_staging(blobs: FileBlobStore) -> StagingFile:
+            staging = original(blobs)
+            self.patch(staging, "write", wrap(staging.write))
+            return staging
+
+        self.patch(FileBlobStore, "open_staging", open_staging)
 
     @settings(max_examples=25, deadline=None)
     @given(
@@ -189,20 +203,15 @@ class DirectReceiveTests(SynchronousTestCase):
         """With the disk stuck, the reader fills the ring and then reads no more: the rest of
         the body waits in the socket (TCP backpressure), not in memory."""
         release = threading.Event()
-        original = FileBlobStore.open_staging
 
-        def stuck_staging(blobs: FileBlobStore) -> StagingFile:
-            staging = original(blobs)
-            write = staging.write
-
-            def slow_write(data: bytes | memoryview) -> None:
+        def slow_write(write: Writer) -> Writer:
+            def stuck(data: bytes | memoryview) -> None:
                 release.wait(WAIT)
                 write(data)
 
-            staging.write = slow_write  # type: ignore[method-assign]
-            return staging
+            return stuck
 
-        self.patch(FileBlobStore, "open_staging", stuck_staging)
+        self.patch_staging_writes(slow_write)
         body = os.urandom(2 * 1024 * KiB)
         h = self.harness(b"", len(body), buffer_size=16 * KiB, buffers=3)
         h.receive.start()
@@ -298,17 +307,13 @@ class DirectReceiveTests(SynchronousTestCase):
         """A write that fails (disk full) does not stop the reading: the rest of the body is
         drained, then close fails with the error and removes the staging file."""
 
-        def full(data: bytes | memoryview) -> None:
-            raise OSError(28, "No space left on device")
+        def full(write: Writer) -> Writer:
+            def failing(data: bytes | memoryview) -> None:
+                raise OSError(28, "No space left on device")
 
-        original = FileBlobStore.open_staging
+            return failing
 
-        def failing_staging(blobs: FileBlobStore) -> StagingFile:
-            staging = original(blobs)
-            staging.write = full  # type: ignore[method-assign]
-            return staging
-
-        self.patch(FileBlobStore, "open_staging", failing_staging)
+        self.patch_staging_writes(full)
         body = os.urandom(50 * KiB)
         h = self.harness(b"", len(body), buffer_size=KiB, buffers=2)
         h.client.sendall(body)

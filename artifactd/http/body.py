@@ -53,6 +53,12 @@ class _Hashes:
         self.md5.update(data)
         self.update_others(data)
 
+    def staged(self, staging: IStagingFile, size: int) -> StagedBody:
+        """The staged body these are the digests of."""
+        return StagedBody(
+            staging=staging, size=size, md5=self.md5.hexdigest(), sha256=self.sha256.hexdigest()
+        )
+
     def update_others(self, data: bytes | memoryview) -> None:
         """Everything but MD5, which another thread may be updating meanwhile."""
         self.sha256.update(data)
@@ -297,12 +303,7 @@ class StagingSink:
     def _stage_in_memory(self, data: bytes) -> StagedBody:  # reactor thread or disk pool
         self._hashes.update(data)
         self._checks.verify(self.received, self._hashes, self._trailer_value)
-        return StagedBody(
-            staging=self._blobs.stage_bytes(data),
-            size=self.received,
-            md5=self._hashes.md5.hexdigest(),
-            sha256=self._hashes.sha256.hexdigest(),
-        )
+        return self._hashes.staged(self._blobs.stage_bytes(data), self.received)
 
     def _write_and_finish(self, pieces: list[bytes]) -> StagedBody:  # disk pool
         if pieces:
@@ -317,12 +318,7 @@ class StagingSink:
         if self.received > self._sync_in_commit_max:
             self._staging.sync()
         # else the commit syncs it, together with the other commits of its group
-        return StagedBody(
-            staging=self._staging,
-            size=self.received,
-            md5=self._hashes.md5.hexdigest(),
-            sha256=self._hashes.sha256.hexdigest(),
-        )
+        return self._hashes.staged(self._staging, self.received)
 
     def _fail(self, failure: Failure) -> None:
         self._discard()

@@ -36,14 +36,12 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from artifactd import errors
-from artifactd.http.body import BodyChecks, _Hashes
+from artifactd.http.body import SYNC_EVERY, SYNC_IN_COMMIT_MAX, BodyChecks, _Hashes
 from artifactd.interfaces import IBlobStore, IStagingFile
 from artifactd.storage.engine import Runner, StagedBody
 
 BUFFER_SIZE = 1024 * 1024
 BUFFERS = 4
-SYNC_EVERY = 32 * 1024 * 1024
-SYNC_IN_COMMIT_MAX = 256 * 1024
 POLL_SECONDS = 0.25  # how often a waiting thread looks at the abort flag
 
 _DONE = None  # the lanes' end-of-body marker
@@ -320,12 +318,7 @@ class DirectReceive:
             failure = Failure()
             self._discard()
             failure.raiseException()
-        return StagedBody(
-            staging=self._staging,
-            size=self.received,
-            md5=self._hashes.md5.hexdigest(),
-            sha256=self._hashes.sha256.hexdigest(),
-        )
+        return self._hashes.staged(self._staging, self.received)
 
     def _discard(self) -> None:
         self._join()

@@ -263,6 +263,8 @@ class S3Request(server.Request):
         decoder = channel._transferDecoder
         assert decoder is not None
         remaining: int = decoder.contentLength
+        # over the size cap only when an x-amz-decoded-content-length header understated a
+        # plain body at admission: the ordinary sink refuses it (EntityTooLarge) as it comes
         if remaining < site.direct_min // 2 or len(first) + remaining > plan.checks.max_size:
             self._start_body_sink(plan)
             return False
