@@ -9,7 +9,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bench.results import SERVERS, Config, Metric, Results, count_text
+from bench.limits import GiB, Limits
+from bench.results import SERVERS, Config, Metric, Results, count_text, median, size_text
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,48 @@ def targets_text(results: Results, config: Config) -> str:
     lines = ["Targets of issue 4 (artifactd; reported, not asserted):"]
     for v in verdicts(results, config):
         lines.append(f"  {v.mark:4s}  {v.metric:15s} {v.text:28s} measured {v.measured}")
+    return "\n".join(lines)
+
+
+def generator_cpu_per_gib(results: Results, metric: str, server: str) -> float | None:
+    """The load generator's CPU seconds per GiB moved (median over the rounds)."""
+    return median(
+        [
+            s.extra["generator_cpu_s"] / (s.bytes_moved / GiB)
+            for s in results.of(metric, server)
+            if "generator_cpu_s" in s.extra and s.bytes_moved and s.value is not None
+        ]
+    )
+
+
+def limits_text(results: Results, limits: Limits, cores: int, config: Config) -> str:
+    """The PUT ceiling the measured steps allow on this machine, beside what was reached."""
+    tries = "/".join(f"{t:.2f}" for t in limits.write_tries)
+    lines = [
+        f"PUT {size_text(config.large)} ceiling on this machine (this run; each step alone on one"
+        " core over a hot 1 MiB buffer, CPU s/GiB):",
+        f"  loopback receive {limits.receive:.2f} + MD5 {limits.md5:.2f} + SHA-256"
+        f" {limits.sha256:.2f} + page-cache write and fdatasync {limits.write:.2f} (cheapest of"
+        f" {tries}) = {limits.server_floor:.2f} in the server; MD5 alone allows"
+        f" {1024 / limits.md5:.0f} MiB/s (one core).",
+    ]
+    curl = generator_cpu_per_gib(results, "put_large", "artifactd")
+    nginx = results.median("put_large", "nginx")
+    if curl is not None:
+        ceiling = limits.ceiling(cores, curl)
+        versus = f" = {ceiling / nginx:.2f}x nginx's PUT ({nginx:.0f} MiB/s)" if nginx else ""
+        lines.append(
+            f"  curl spent {curl:.2f} on artifactd's PUTs: with {cores} cores busy all the time"
+            f" and no overhead, at most {ceiling:.0f} MiB/s{versus}."
+        )
+    reached = results.median("put_large", "artifactd")
+    cpu = results.cpu_per_gib("put_large", "artifactd")
+    if reached is not None and cpu is not None and curl is not None:
+        busy = (cpu + curl) * reached / 1024 / cores
+        lines.append(
+            f"  artifactd: {reached:.0f} MiB/s at {cpu:.2f} CPU s/GiB; with curl's, the"
+            f" {cores} cores were {100 * busy:.0f}% busy."
+        )
     return "\n".join(lines)
 
 

@@ -106,7 +106,11 @@ def curl_sample(result: loadgen.CurlResult, usage: Usage, size: int, upload: boo
         usage=usage,
         bytes_moved=size,
         errors=errors,
-        extra={"curl_seconds": result.seconds, "http_status": result.status},
+        extra={
+            "curl_seconds": result.seconds,
+            "http_status": result.status,
+            "generator_cpu_s": result.cpu_s,
+        },
     )
 
 
