@@ -3,6 +3,9 @@
 One JSON object per line on stdout (journald captures and rotates it): ``time`` (ISO 8601 UTC),
 ``level``, ``namespace``, ``msg`` (the rendered message), the event's own fields, and
 ``traceback`` for failures.  Twisted's bookkeeping keys (``log_*``) are dropped.
+
+While the reactor runs, the lines logged on its thread are written together once per turn of
+the reactor (see :class:`Lines`); the service turns this on with :func:`gather_writes`.
 """
 
 from __future__ import annotations
@@ -11,9 +14,14 @@ import datetime
 import json
 import math
 import sys
+import threading
+import time
+import weakref
 from typing import IO, Any, cast
 
-from twisted.logger import ILogObserver, LogEvent, formatEvent
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import ILogObserver, LogEvent, LogLevel, formatEvent
+from twisted.logger import Logger as _TwistedLogger
 from zope.interface import provider
 
 _SECRET_FIELDS = frozenset(
@@ -111,19 +119,134 @@ def event_as_dict(event: LogEvent) -> dict[str, Any]:
     return out
 
 
+class Lines:
+    """Writes an observer's lines to its stream: each at once, flushed -- or, while gathering,
+    the lines logged on the reactor's thread together, in one write, at the reactor's next turn.
+
+    A busy reactor serves many requests in one turn, and each writes an access line: one write
+    (a system call on an unbuffered stdout, or to journald's socket) per line was about a
+    twentieth of a small GET's cost.  The gathered lines are written at the start of the next
+    turn, before that turn sends the responses the requests wrote (a transport sends only when
+    the reactor finds its socket writable).  A line from any other thread first writes what is
+    gathered, so lines keep their order.  If the process is killed, the lines of the turn it was
+    in are lost with it.
+    """
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+        self._lock = threading.RLock()
+        self._pending: list[str] = []
+        self._reactor: IReactorTime | None = None
+        self._thread: int | None = None
+
+    def write(self, line: str) -> None:
+        with self._lock:
+            if self._reactor is not None and threading.get_ident() == self._thread:
+                self._pending.append(line)
+                if len(self._pending) == 1:
+                    self._reactor.callLater(0, self.flush)
+                return
+            self._write([*self._take(), line])
+
+    def gather(self, reactor: IReactorTime) -> None:
+        """Gather the lines logged on the calling thread (the reactor's) from now on."""
+        with self._lock:
+            self._reactor = reactor
+            self._thread = threading.get_ident()
+
+    def stop_gathering(self) -> None:
+        """Write what is gathered; from now on every line is written at once."""
+        with self._lock:
+            self._reactor = self._thread = None
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the gathered lines.  If the stream fails, gathering stops (later lines meet the
+        failure themselves, which makes Twisted drop the observer) and the error is raised."""
+        with self._lock:
+            try:
+                self._write(self._take())
+            except BaseException:
+                self._reactor = self._thread = None
+                raise
+
+    def _take(self) -> list[str]:
+        lines, self._pending = self._pending, []
+        return lines
+
+    def _write(self, lines: list[str]) -> None:
+        if lines:
+            lines.append("")
+            self._stream.write("\n".join(lines))
+            self._stream.flush()
+
+
 def json_observer_to(stream: IO[str]) -> ILogObserver:
+    return _json_observer(Lines(stream))
+
+
+def _json_observer(lines: Lines) -> ILogObserver:
+    write = lines.write
+
     @provider(ILogObserver)
     def observe(event: LogEvent) -> None:
         try:
             line = _ENCODER.encode(event_as_dict(event))
         except Exception as e:  # never let a bad field kill logging
             line = json.dumps({"level": "error", "msg": f"unloggable event: {e!r}"})
-        stream.write(line + "\n")
-        stream.flush()
+        write(line)
 
     return cast(ILogObserver, observe)
 
 
+_stdout_lines: weakref.WeakSet[Lines] = weakref.WeakSet()
+
+
 def json_observer() -> ILogObserver:
-    """The factory twistd's ``--logger`` calls: JSON Lines to stdout."""
-    return json_observer_to(sys.stdout)
+    """The factory twistd's ``--logger`` calls: JSON Lines to stdout, gathered per turn of the
+    reactor once :func:`gather_writes` is called."""
+    lines = Lines(sys.stdout)
+    _stdout_lines.add(lines)
+    return _json_observer(lines)
+
+
+def gather_writes(reactor: IReactorTime) -> None:
+    """Gather the lines of :func:`json_observer`'s observers logged on the calling thread (the
+    reactor's, which must be running) and write them once per turn, until
+    :func:`stop_gathering`."""
+    for lines in list(_stdout_lines):
+        lines.gather(reactor)
+
+
+def stop_gathering() -> None:
+    """Write what :func:`json_observer`'s observers have gathered and stop gathering."""
+    for lines in list(_stdout_lines):
+        lines.stop_gathering()
+
+
+_LEVELS = frozenset(LogLevel.iterconstants())
+
+
+class Logger(_TwistedLogger):
+    """:class:`twisted.logger.Logger`, with an ``emit`` that makes the same event more cheaply.
+
+    Twisted's checks the level against a freshly sorted list of :class:`LogLevel`'s constants on
+    every call: a fifth of what emitting an access event cost.  This one checks it against a set
+    and leaves an invalid level to Twisted's own report.
+    """
+
+    def emit(self, level: LogLevel, format: str | None = None, **kwargs: object) -> None:
+        if level not in _LEVELS:
+            super().emit(level, format, **kwargs)
+            return
+        kwargs.update(
+            log_logger=self,
+            log_level=level,
+            log_namespace=self.namespace,
+            log_source=self.source,
+            log_format=format,
+            log_time=time.time(),
+        )
+        if "log_trace" in kwargs:
+            cast(list[Any], kwargs["log_trace"]).append((self, self.observer))
+        self.observer(kwargs)

@@ -13,7 +13,7 @@ from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
 from twisted.internet.interfaces import IListeningPort, IReactorCore, IReactorTime
 from twisted.logger import Logger
 
-from artifactd import credentials
+from artifactd import credentials, logs
 from artifactd.config import Config
 from artifactd.diskpool import DiskPool
 from artifactd.expiry import UploadExpiry
@@ -71,6 +71,8 @@ class ArtifactdService(Service):
     # ------------------------------------------------------------- start
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
+        # the JSON log lines of each reactor turn are written together while the reactor runs
+        self._reactor.callWhenRunning(logs.gather_writes, self._reactor)
         config = self.config
         layout = Layout(os.path.abspath(config.data_dir))
         os.makedirs(layout.root, mode=0o750, exist_ok=True)
@@ -200,6 +202,7 @@ class ArtifactdService(Service):
     @inlineCallbacks
     def stopService(self) -> Any:
         super().stopService()  # type: ignore[no-untyped-call]
+        logs.stop_gathering()  # what shutdown logs is written at once
         failures: list[Any] = []
         if self._expiry is not None:
             self._expiry.stop()

@@ -5,11 +5,15 @@ from __future__ import annotations
 import datetime
 import io
 import json
-from typing import Any
+import sys
+import threading
+import time
+from typing import IO, Any, cast
 
 from hypothesis import given
 from hypothesis import strategies as st
-from twisted.logger import LogLevel, formatEvent
+from twisted.internet.task import Clock
+from twisted.logger import ILogObserver, InvalidLogLevelError, Logger, LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from artifactd import logs
@@ -226,3 +230,153 @@ class ObserverTests(SynchronousTestCase):
         self.assertEqual(decoded["obj"], repr(object))
         self.assertNotIn("secret", decoded)
         self.assertEqual(decoded, json.loads(json.dumps(event_as_dict(event), default=repr)))
+
+
+class RecordingStream:
+    """A text stream that records each write and flush."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.fail = fail
+
+    def write(self, text: str) -> int:
+        if self.fail:
+            raise OSError(28, "No space left on device")
+        self.calls.append(("write", text))
+        return len(text)
+
+    def flush(self) -> None:
+        self.calls.append(("flush", ""))
+
+    def text(self) -> str:
+        return "".join(text for call, text in self.calls if call == "write")
+
+
+class LinesTests(SynchronousTestCase):
+    def lines(self, fail: bool = False) -> tuple[logs.Lines, RecordingStream]:
+        stream = RecordingStream(fail)
+        return logs.Lines(cast(IO[str], stream)), stream
+
+    def test_each_line_at_once_when_not_gathering(self) -> None:
+        lines, stream = self.lines()
+        lines.write("a")
+        self.assertEqual(stream.calls, [("write", "a\n"), ("flush", "")])
+        lines.write("b")
+        self.assertEqual(stream.text(), "a\nb\n")
+
+    def test_gathered_lines_written_together_at_the_next_turn(self) -> None:
+        clock = Clock()
+        lines, stream = self.lines()
+        lines.gather(clock)
+        lines.write("a")
+        lines.write("b")
+        self.assertEqual(stream.calls, [])
+        self.assertEqual(len(clock.getDelayedCalls()), 1)  # one turn, one write
+        clock.advance(0)
+        self.assertEqual(stream.calls, [("write", "a\nb\n"), ("flush", "")])
+        lines.write("c")
+        clock.advance(0)
+        self.assertEqual(stream.text(), "a\nb\nc\n")
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_other_threads_write_at_once_after_what_is_gathered(self) -> None:
+        clock = Clock()
+        lines, stream = self.lines()
+        lines.gather(clock)
+        lines.write("reactor 1")
+        worker = threading.Thread(target=lines.write, args=("worker",))
+        worker.start()
+        worker.join()
+        self.assertEqual(stream.text(), "reactor 1\nworker\n")
+        lines.write("reactor 2")
+        clock.advance(0)  # the flush scheduled for "reactor 1" writes "reactor 2"
+        self.assertEqual(stream.text(), "reactor 1\nworker\nreactor 2\n")
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_stop_gathering_writes_what_is_gathered(self) -> None:
+        clock = Clock()
+        lines, stream = self.lines()
+        lines.gather(clock)
+        lines.write("a")
+        lines.stop_gathering()
+        self.assertEqual(stream.text(), "a\n")
+        lines.write("b")
+        self.assertEqual(stream.text(), "a\nb\n")
+        clock.advance(0)  # the flush still scheduled finds nothing to write
+        self.assertEqual(stream.text(), "a\nb\n")
+
+    def test_failing_stream_stops_gathering(self) -> None:
+        clock = Clock()
+        lines, _ = self.lines(fail=True)
+        lines.gather(clock)
+        lines.write("a")
+        self.assertRaises(OSError, clock.advance, 0)
+        # later lines are not gathered: each meets the failure itself
+        self.assertRaises(OSError, lines.write, "b")
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_twistd_observer_gathers_between_gather_and_stop(self) -> None:
+        """The observer ``--logger artifactd.logs.json_observer`` makes writes to stdout, and
+        gathers while the service has turned gathering on."""
+        stream = RecordingStream()
+        self.patch(sys, "stdout", stream)
+        observe = logs.json_observer()
+        clock = Clock()
+        logs.gather_writes(clock)
+        self.addCleanup(logs.stop_gathering)
+        observe(access_event(key="k1"))
+        observe(access_event(key="k2"))
+        self.assertEqual(stream.calls, [])
+        clock.advance(0)
+        self.assertEqual(len(stream.calls), 2)  # one write, one flush
+        keys = [json.loads(line)["key"] for line in stream.text().splitlines()]
+        self.assertEqual(keys, ["k1", "k2"])
+        logs.stop_gathering()
+        observe(access_event(key="k3"))
+        self.assertEqual(json.loads(stream.text().splitlines()[-1])["key"], "k3")
+
+    def test_other_observers_never_gather(self) -> None:
+        stream = io.StringIO()
+        observe = json_observer_to(stream)
+        logs.gather_writes(Clock())
+        self.addCleanup(logs.stop_gathering)
+        observe(access_event())
+        self.assertEqual(stream.getvalue().count("\n"), 1)
+
+
+class LoggerTests(SynchronousTestCase):
+    def events(self, logger_type: type[Logger], **emit: Any) -> list[dict[str, Any]]:
+        seen: list[dict[str, Any]] = []
+        logger = logger_type(
+            namespace="artifactd.test", source=self, observer=cast(ILogObserver, seen.append)
+        )
+        level = emit.pop("level")
+        logger.emit(level, emit.pop("format", None), **emit)
+        for event in seen:
+            self.assertIs(event.pop("log_logger"), logger)
+            self.assertLess(abs(event.pop("log_time") - time.time()), 60)
+        return seen
+
+    @given(
+        level=st.sampled_from(list(LogLevel.iterconstants())),
+        fmt=st.one_of(st.none(), st.text(max_size=8)),
+        fields=st.dictionaries(st.sampled_from(["a", "status", "key"]), _VALUES, max_size=3),
+    )
+    def test_same_event_as_twisted(
+        self, level: LogLevel, fmt: str | None, fields: dict[str, Any]
+    ) -> None:
+        ours = self.events(logs.Logger, level=level, format=fmt, **fields)
+        twisteds = self.events(Logger, level=level, format=fmt, **fields)
+        self.assertEqual(ours, twisteds)
+        self.assertEqual(len(ours), 1)
+        self.assertEqual(ours[0]["log_namespace"], "artifactd.test")
+
+    def test_invalid_level_reported_as_twisted_does(self) -> None:
+        (event,) = self.events(logs.Logger, level="loud", format="x")
+        self.assertEqual(event["log_level"], LogLevel.critical)
+        self.assertIsInstance(event["log_failure"].value, InvalidLogLevelError)
+
+    def test_trace(self) -> None:
+        (event,) = self.events(logs.Logger, level=LogLevel.info, log_trace=[])
+        self.assertEqual(len(event["log_trace"]), 1)
+        self.assertIs(event["log_trace"][0][1], event["log_trace"][0][0].observer)

@@ -21,7 +21,7 @@ from twisted.web import http, server
 from twisted.web.http_headers import Headers
 from twisted.web.resource import IResource
 
-from artifactd import errors
+from artifactd import errors, logs
 from artifactd.http.awschunked import AwsChunkedDecoder
 from artifactd.http.body import MemorySink, StagingSink
 from artifactd.http.channel import DEFAULT_MAX_HEAD_BYTES, DEFAULT_MAX_HEADERS, S3Channel
@@ -38,7 +38,7 @@ __all__ = ["LINGER_BYTES", "LINGER_SECONDS", "S3Request", "S3Site"]
 LINGER_BYTES = 64 * 1024 * 1024
 DIRECT_MIN = 1024 * 1024  # plain bodies from this length on are read by a DirectReceive
 
-access_log = Logger(namespace="artifactd.access")
+access_log = logs.Logger(namespace="artifactd.access")  # a cheaper emit, same events
 ACCESS_FORMAT = "{action} {status} {method} {resource} {duration_ms}ms {request_id}"
 
 
