@@ -266,6 +266,34 @@ class MetadataStoreTestsMixin(_Base):
         self.assertEqual(self.store.get_object(BUCKET, "k"), rec)
         self.assertEqual(self.refcounts(blob(1), blob(2)), [1, 1])
 
+    def test_reads_decode_each_stored_record_once(self) -> None:
+        """Reading an object again does not decode its stored record again, while whatever is
+        written since (a new version, a deletion) is what the next read returns."""
+        decoded: list[bytes] = []
+        decode_object = codec.decode_object
+
+        def counted(raw: bytes) -> ObjectRecord:
+            decoded.append(raw)
+            return decode_object(raw)
+
+        self.patch(codec, "decode_object", counted)
+        first = record("k", blob(1))
+        self.store.put_object(first)
+        for _ in range(3):
+            self.assertEqual(self.store.get_object(BUCKET, "k"), first)
+        self.assertEqual(len(decoded), 1)
+        second = attrs.evolve(record("k", blob(2)), etag="other")
+        self.store.put_object(second)
+        decoded.clear()  # (a replacing write decodes the record it replaces)
+        self.assertEqual(self.store.get_object(BUCKET, "k"), second)
+        self.assertEqual(len(decoded), 1)
+        self.store.put_object(first)  # the first version's bytes again: remembered
+        decoded.clear()
+        self.assertEqual(self.store.get_object(BUCKET, "k"), first)
+        self.assertEqual(decoded, [])
+        self.store.delete_object(BUCKET, "k")
+        self.assertIsNone(self.store.get_object(BUCKET, "k"))
+
     def test_replace_releases_old_blob(self) -> None:
         """Replacing an object releases the blobs only the old version referenced."""
         self.store.put_object(record("k", blob(1), blob(2)))

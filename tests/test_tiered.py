@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import os
 
-from hypothesis import given
-from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from artifactd import errors
 from artifactd.preconditions import WriteCondition
 from artifactd.records import Bucket
 from artifactd.storage.engine import Engine, StagedBody
-from artifactd.storage.tiered import RecentBlobs, TieredBlobStore
+from artifactd.storage.tiered import TieredBlobStore
 from artifactd.testing import RecordingFileSystem, build_engine
 from tests.test_engine import md5, read_object, sha256, simple_record, stage
 from tests.test_group_commit import RecordingKV, run_concurrently
@@ -101,7 +99,7 @@ class TieredTests(SynchronousTestCase):
                 assert record is not None
                 self.assertEqual(read_object(self.engine, record), data)
         self.assertEqual(asked, [sha256(b"small"), *[sha256(b"file")] * 3])
-        self.assertEqual((len(self.tiered.recent), self.tiered.recent.size), (1, 5))
+        self.assertEqual((len(self.tiered.recent), self.tiered.recent.weight), (1, 5))
 
     def test_file_blob_deletion_writes_no_metadata(self) -> None:
         """Deleting an object whose blob is a file costs its one record batch: the small tier
@@ -199,54 +197,3 @@ class TieredLevelDBTests(SynchronousTestCase):
         record = engine.meta.get_object(BUCKET, "k")
         assert record is not None
         self.assertEqual(read_object(engine, record), data)
-
-
-_DIGESTS = st.sampled_from("abcdef")
-_OPS = st.lists(
-    st.one_of(
-        st.tuples(st.just("add"), _DIGESTS, st.integers(0, 12)),
-        st.tuples(st.just("get"), _DIGESTS, st.just(0)),
-        st.tuples(st.just("discard"), _DIGESTS, st.just(0)),
-    ),
-    max_size=40,
-)
-
-
-class RecentBlobsTests(SynchronousTestCase):
-    @given(max_bytes=st.integers(0, 30), ops=_OPS)
-    def test_bounded_and_never_wrong(self, max_bytes: int, ops: list[tuple[str, str, int]]) -> None:
-        """Whatever the reads, adds and discards: a digest gives the bytes first added for it
-        or nothing; a discarded digest gives nothing; the bytes kept never exceed the bound; the
-        blob just added or read (if it fits) is kept."""
-        recent = RecentBlobs(max_bytes)
-        first: dict[str, bytes] = {}
-        for op, digest, length in ops:
-            if op == "add":
-                data = first.setdefault(digest, digest.encode() * length)
-                recent.add(digest, data)
-                if len(data) <= max_bytes:
-                    self.assertEqual(recent.get(digest), data)
-            elif op == "get":
-                got = recent.get(digest)
-                if got is not None:
-                    self.assertEqual(got, first[digest])
-            else:
-                recent.discard(digest)
-                self.assertIsNone(recent.get(digest))
-                first.pop(digest, None)
-            self.assertLessEqual(recent.size, max_bytes)
-        kept = [d for d in "abcdef" if recent.get(d) is not None]
-        self.assertEqual(recent.size, sum(len(first[d]) for d in kept))
-        self.assertEqual(len(recent), len(kept))
-
-    def test_least_recently_read_goes_first(self) -> None:
-        recent = RecentBlobs(6)
-        recent.add("a", b"aa")
-        recent.add("b", b"bb")
-        recent.add("c", b"cc")
-        self.assertEqual(recent.get("a"), b"aa")  # b is now the least recently read
-        recent.add("d", b"dd")
-        self.assertEqual([d for d in "abcd" if recent.get(d) is not None], ["a", "c", "d"])
-        recent.add("big", b"x" * 7)  # larger than the bound: not kept, nothing dropped
-        self.assertIsNone(recent.get("big"))
-        self.assertEqual(recent.size, 6)
