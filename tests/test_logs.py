@@ -257,6 +257,12 @@ class LinesTests(SynchronousTestCase):
         stream = RecordingStream(fail)
         return logs.Lines(cast(IO[str], stream)), stream
 
+    def gathering(self, fail: bool = False) -> tuple[Clock, logs.Lines, RecordingStream]:
+        clock = Clock()
+        lines, stream = self.lines(fail)
+        lines.gather(clock)
+        return clock, lines, stream
+
     def test_each_line_at_once_when_not_gathering(self) -> None:
         lines, stream = self.lines()
         lines.write("a")
@@ -265,9 +271,7 @@ class LinesTests(SynchronousTestCase):
         self.assertEqual(stream.text(), "a\nb\n")
 
     def test_gathered_lines_written_together_at_the_next_turn(self) -> None:
-        clock = Clock()
-        lines, stream = self.lines()
-        lines.gather(clock)
+        clock, lines, stream = self.gathering()
         lines.write("a")
         lines.write("b")
         self.assertEqual(stream.calls, [])
@@ -280,9 +284,7 @@ class LinesTests(SynchronousTestCase):
         self.assertEqual(clock.getDelayedCalls(), [])
 
     def test_other_threads_write_at_once_after_what_is_gathered(self) -> None:
-        clock = Clock()
-        lines, stream = self.lines()
-        lines.gather(clock)
+        clock, lines, stream = self.gathering()
         lines.write("reactor 1")
         worker = threading.Thread(target=lines.write, args=("worker",))
         worker.start()
@@ -294,9 +296,7 @@ class LinesTests(SynchronousTestCase):
         self.assertEqual(clock.getDelayedCalls(), [])
 
     def test_stop_gathering_writes_what_is_gathered(self) -> None:
-        clock = Clock()
-        lines, stream = self.lines()
-        lines.gather(clock)
+        clock, lines, stream = self.gathering()
         lines.write("a")
         lines.stop_gathering()
         self.assertEqual(stream.text(), "a\n")
@@ -306,9 +306,7 @@ class LinesTests(SynchronousTestCase):
         self.assertEqual(stream.text(), "a\nb\n")
 
     def test_failing_stream_stops_gathering(self) -> None:
-        clock = Clock()
-        lines, _ = self.lines(fail=True)
-        lines.gather(clock)
+        clock, lines, _ = self.gathering(fail=True)
         lines.write("a")
         self.assertRaises(OSError, clock.advance, 0)
         # later lines are not gathered: each meets the failure itself
