@@ -190,3 +190,44 @@ class AccessLogTLSTests(AccessLogHTTPTests):
     """The access log of a daemon serving HTTPS (aws-chunked uploads)."""
 
     tls = True
+
+
+class AccessLogOrderTests(DaemonTestCase):
+    """A response the daemon sends whole goes out after its access line is written."""
+
+    def test_line_written_before_response(self) -> None:
+        """Right after each boto3 call returns (success or S3 error), the access event with the
+        request id the client got is already in the log file: the log is read once, no polling.
+        The daemon writes a turn's lines at the start of the next turn, before that turn sends
+        the responses it buffered."""
+        s3 = self.daemon.client()
+        bucket = self.bucket_name()
+        calls: list[tuple[str, Any, bool]] = [  # (action, call, whether it fails)
+            ("CreateBucket", lambda: s3.create_bucket(Bucket=bucket), False),
+            ("PutObject", lambda: s3.put_object(Bucket=bucket, Key="k", Body=b"x" * 3000), False),
+            ("GetObject", lambda: s3.get_object(Bucket=bucket, Key="k")["Body"].read(), False),
+            ("HeadObject", lambda: s3.head_object(Bucket=bucket, Key="k"), False),
+            ("ListObjectsV2", lambda: s3.list_objects_v2(Bucket=bucket), False),
+            ("GetObject", lambda: s3.get_object(Bucket=bucket, Key="missing"), True),
+            ("DeleteObject", lambda: s3.delete_object(Bucket=bucket, Key="k"), False),
+        ]
+        request_ids: list[str] = []
+
+        def after_call(http_response: Any, **_: Any) -> None:
+            request_ids.append(http_response.headers["x-amz-request-id"])
+
+        s3.meta.events.register("after-call.s3", after_call)
+        for action, call, fails in calls:
+            if fails:
+                self.assertRaises(ClientError, call)
+            else:
+                call()
+            request_id = request_ids[-1]
+            logged = {
+                e["request_id"]: e
+                for e in self.daemon.events()
+                if e.get("namespace") == "artifactd.access"
+            }
+            self.assertIn(request_id, logged, action)
+            self.assertEqual(logged[request_id]["action"], action)
+        self.assertEqual(len(request_ids), len(calls))
