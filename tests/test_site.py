@@ -5,7 +5,9 @@ checks, backpressure, client disconnects and the access log."""
 from __future__ import annotations
 
 import base64
+import gc
 import hashlib
+import weakref
 import zlib
 from typing import Any, cast
 
@@ -793,3 +795,51 @@ class MultipartTests(HarnessTestCase):
         self.assertEqual(got.header("x-artifactd-digest"), f"sha256:{sha256_hex(content)}")
         self.assertEqual(len(h.blob_files()), 2)
         self.assertEqual(h.staging_files(), [])
+
+
+class TrackedRequest(S3Request):
+    """An S3Request that leaves a weak reference to itself in ``made``."""
+
+    made: list[weakref.ref[S3Request]] = []
+
+    def __init__(self, channel: Any, queued: object = None) -> None:
+        super().__init__(channel, queued)
+        self.made.append(weakref.ref(self))
+
+
+class RequestLifetimeTests(HarnessTestCase):
+    """A request is freed as soon as it is over, by reference counting alone: its body's sink
+    holds the request's bound methods, so the request lets go of the sink when it finishes.
+    Otherwise each request with a body would wait for the garbage collector with ~30 objects
+    (collecting those cycles had cost the reactor ~5% of its time under small PUTs).  Requests
+    that end in an exception raised under their frames (a digest mismatch, a disconnect) are left
+    to the collector: the traceback refers to those frames."""
+
+    def setUp(self) -> None:
+        self.h = self.harness()
+        self.h.site.requestFactory = TrackedRequest  # type: ignore[assignment]
+        self.addCleanup(setattr, TrackedRequest, "made", [])
+        TrackedRequest.made = []
+        if gc.isenabled():
+            gc.disable()
+            self.addCleanup(gc.enable)
+
+    def test_answered_requests(self) -> None:
+        """Bodies of each encoding, kept in memory or staged in a file, and requests without a
+        body; none is alive once answered."""
+        h = self.h
+        requests = [
+            put_request("bkt", "small", b"small body"),
+            put_request("bkt", "chunked", pattern(3 * BATCH), encoding="chunked"),
+            put_request("bkt", "aws", pattern(BATCH + 10), encoding="aws-chunked"),
+            signed_request("GET", key_path("bkt", "small")),
+            signed_request("HEAD", key_path("bkt", "chunked")),
+            signed_request("GET", key_path("bkt", "missing")),
+            signed_request("GET", key_path("bkt") + "?list-type=2"),
+            signed_request("DELETE", key_path("bkt", "aws")),
+        ]
+        statuses = [h.send(raw, head=raw.startswith(b"HEAD")).status for raw in requests]
+        self.assertEqual(statuses, [200, 200, 200, 200, 200, 404, 200, 204])
+        self.assertEqual(len(TrackedRequest.made), len(requests))
+        alive = [ref() for ref in TrackedRequest.made]
+        self.assertEqual([r for r in alive if r is not None], [])

@@ -251,7 +251,22 @@ class S3Request(server.Request):
             self._sink.abort()
         if not self.finished and not self._rejected and hasattr(self, "ctx"):
             self.s3site.access(self, status=0, error_code="ClientDisconnected")
+        self._drop_body()
         super().connectionLost(reason)  # type: ignore[no-untyped-call]
+
+    def finish(self) -> None:
+        super().finish()  # type: ignore[no-untyped-call]
+        self._drop_body()
+
+    def _drop_body(self) -> None:
+        """The request is over: let go of its body's sink (and decoder), which holds this
+        request's bound methods (pause, resume, the direct receiver's callbacks).  Else the
+        two refer to each other, and every request with a body -- its headers, context, digests
+        and staged body, ~30 objects -- would wait for the garbage collector instead of going
+        when the channel lets go of it.  Collecting those cycles cost the reactor about 5% of
+        its time under small PUTs."""
+        self._sink = None
+        self._decoder = None
 
     # ---------------------------------------------------- direct receive
     def _start_direct(self, plan: BodyPlan, first: bytes) -> bool:
