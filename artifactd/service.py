@@ -21,7 +21,7 @@ from artifactd.http import s3xml
 from artifactd.http.api import S3Api
 from artifactd.http.gate import Gate
 from artifactd.http.site import S3Site
-from artifactd.memory import freeze_startup_objects
+from artifactd.memory import freeze_startup_objects, raise_young_threshold
 from artifactd.records import RecoveryReport
 from artifactd.storage.blobs import FileBlobStore
 from artifactd.storage.engine import Engine
@@ -148,6 +148,7 @@ class ArtifactdService(Service):
 
     def _recovered(self, report: RecoveryReport) -> None:
         freeze_startup_objects()
+        raise_young_threshold()
         self.log.info(
             "recovery: removed {staging_removed} staging files and {orphan_blobs_removed} orphan"
             " blobs, fixed {refcounts_fixed} reference counts",
