@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -12,7 +13,14 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from artifactd import errors
-from artifactd.http.body import BodyChecks, StagingSink
+from artifactd.checksums import ALGORITHMS
+from artifactd.http.body import (
+    GIL_HELD_PIECE,
+    HASH_HERE_MAX,
+    BodyChecks,
+    StagingSink,
+    _Hashes,
+)
 from artifactd.storage.blobs import FileBlobStore, MemoryStaging, StagingFile
 from artifactd.storage.engine import StagedBody
 from artifactd.storage.layout import Layout
@@ -201,3 +209,58 @@ class StagingSinkTests(SynchronousTestCase):
         h.sink = StagingSink(h.blobs, h.runner, BodyChecks(max_size=10), lambda: None, lambda: None)
         h.sink.write(b"x" * 10)
         self.assertRaises(errors.EntityTooLarge, h.sink.write, b"y")
+
+
+class _RecordingHash:
+    """A hash object that notes the size of each update before passing it on."""
+
+    def __init__(self, inner: Any, sizes: list[int]) -> None:
+        self._inner = inner
+        self._sizes = sizes
+
+    def update(self, data: bytes | memoryview) -> None:
+        self._sizes.append(len(data))
+        self._inner.update(data)
+
+    def hexdigest(self) -> str:
+        return str(self._inner.hexdigest())
+
+
+class HashHereTests(SynchronousTestCase):
+    """Bodies hashed on the reactor thread: same digests, in pieces that keep the GIL."""
+
+    @given(
+        data=st.binary(max_size=3 * HASH_HERE_MAX),
+        algorithm=st.sampled_from(sorted(ALGORITHMS)),
+        split=st.integers(min_value=1, max_value=3),
+    )
+    def test_same_digests(self, data: bytes, algorithm: str, split: int) -> None:
+        """Fed in one or more writes of any size, the digests are those of the whole body."""
+        hashes = _Hashes(algorithm)
+        step = max(1, len(data) // split)
+        for start in range(0, len(data), step):
+            hashes.update_here(data[start : start + step])
+        whole = _Hashes(algorithm)
+        whole.update(data)
+        self.assertEqual(hashes.md5.hexdigest(), hashlib.md5(data).hexdigest())
+        self.assertEqual(hashes.sha256.hexdigest(), hashlib.sha256(data).hexdigest())
+        assert hashes.checksum is not None and whole.checksum is not None
+        self.assertEqual(hashes.checksum.digest_b64(), whole.checksum.digest_b64())
+
+    def test_small_bodies_in_pieces_that_keep_the_gil(self) -> None:
+        """Up to HASH_HERE_MAX bytes, no update reaches hashlib's 2048-byte GIL threshold;
+        beyond it the body goes in at once (hashing it is worth letting other threads run)."""
+        for size, expected in ((HASH_HERE_MAX, None), (HASH_HERE_MAX + 1, [HASH_HERE_MAX + 1])):
+            hashes = _Hashes(None)
+            md5: list[int] = []
+            sha256: list[int] = []
+            hashes.md5 = _RecordingHash(hashes.md5, md5)  # type: ignore[assignment]
+            hashes.sha256 = _RecordingHash(hashes.sha256, sha256)  # type: ignore[assignment]
+            hashes.update_here(os.urandom(size))
+            self.assertEqual(md5, sha256)
+            self.assertEqual(sum(md5), size)
+            if expected is None:
+                self.assertLessEqual(max(md5), GIL_HELD_PIECE)
+                self.assertLess(GIL_HELD_PIECE, 2048)
+            else:
+                self.assertEqual(md5, expected)

@@ -37,6 +37,11 @@ SYNC_EVERY = 32 * 1024 * 1024
 SYNC_IN_COMMIT_MAX = 256 * 1024  # bodies up to this size are fsynced by their group commit
 IN_MEMORY_MAX = 64 * 1024  # bodies up to this size are staged in memory, never in a file
 HASH_HERE_MAX = 16 * 1024  # ... and up to this size hashed on the reactor thread (< 40 us)
+GIL_HELD_PIECE = 2047
+"""The most bytes hashlib hashes in one update without letting go of the GIL (it does for
+2048 or more).  On the reactor thread, letting go for the microseconds a small body takes to
+hash only lets a waiting thread (the committer, under load) run first, and the reactor then waits
+for the GIL behind it: small bodies are hashed here in pieces of at most this size."""
 
 
 class _Hashes:
@@ -52,6 +57,17 @@ class _Hashes:
     def update(self, data: bytes | memoryview) -> None:
         self.md5.update(data)
         self.update_others(data)
+
+    def update_here(self, data: bytes | memoryview) -> None:
+        """:meth:`update` on the reactor thread: a body of at most ``HASH_HERE_MAX`` bytes in
+        pieces that keep the GIL (``GIL_HELD_PIECE``); a larger one at once, letting go of the
+        GIL while it is hashed."""
+        if len(data) > HASH_HERE_MAX:
+            self.update(data)
+            return
+        view = memoryview(data)
+        for start in range(0, len(view), GIL_HELD_PIECE):
+            self.update(view[start : start + GIL_HELD_PIECE])
 
     def staged(self, staging: IStagingFile, size: int) -> StagedBody:
         """The staged body these are the digests of."""
@@ -288,7 +304,7 @@ class StagingSink:
             data = b"".join(pieces)
             if self.received <= self._hash_here_max:
                 try:
-                    body = self._stage_in_memory(data)
+                    body = self._stage_in_memory(data, here=True)
                 except Exception:
                     self._fail(Failure())
                 else:
@@ -300,8 +316,12 @@ class StagingSink:
             d = self._run(self._write_and_finish, pieces)
         d.addCallbacks(self._closing.callback, self._fail)
 
-    def _stage_in_memory(self, data: bytes) -> StagedBody:  # reactor thread or disk pool
-        self._hashes.update(data)
+    def _stage_in_memory(self, data: bytes, here: bool = False) -> StagedBody:
+        """Reactor thread (``here``) or disk pool."""
+        if here:
+            self._hashes.update_here(data)
+        else:
+            self._hashes.update(data)
         self._checks.verify(self.received, self._hashes, self._trailer_value)
         return self._hashes.staged(self._blobs.stage_bytes(data), self.received)
 
@@ -362,7 +382,7 @@ class MemorySink:
                 extra={"MaxMessageLengthBytes": str(self._checks.max_size)}
             )
         self._chunks.append(bytes(data))
-        self._hashes.update(data)
+        self._hashes.update_here(data)
 
     def set_trailer_checksum(self, value: str | None) -> None:
         self._trailer_value = value
