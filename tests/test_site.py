@@ -811,9 +811,9 @@ class RequestLifetimeTests(HarnessTestCase):
     """A request is freed as soon as it is over, by reference counting alone: its body's sink
     holds the request's bound methods, so the request lets go of the sink when it finishes.
     Otherwise each request with a body would wait for the garbage collector with ~30 objects
-    (collecting those cycles had cost the reactor ~5% of its time under small PUTs).  Requests
-    that end in an exception raised under their frames (a digest mismatch, a disconnect) are left
-    to the collector: the traceback refers to those frames."""
+    (collecting those cycles had cost the reactor ~5% of its time under small PUTs).  A request
+    that ends in an exception (a digest mismatch, say) is left to the collector: the exception's
+    traceback reaches the request through its frames."""
 
     def setUp(self) -> None:
         self.h = self.harness()
