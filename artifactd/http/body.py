@@ -55,19 +55,18 @@ class _Hashes:
         )
 
     def update(self, data: bytes | memoryview) -> None:
-        self.md5.update(data)
-        self.update_others(data)
-
-    def update_here(self, data: bytes | memoryview) -> None:
-        """:meth:`update` on the reactor thread: a body of at most ``HASH_HERE_MAX`` bytes in
-        pieces that keep the GIL (``GIL_HELD_PIECE``); a larger one at once, letting go of the
+        """All the digests over ``data``: up to ``HASH_HERE_MAX`` bytes (the reactor thread's
+        share) in pieces that keep the GIL (``GIL_HELD_PIECE``), more at once, letting go of the
         GIL while it is hashed."""
         if len(data) > HASH_HERE_MAX:
-            self.update(data)
+            self.md5.update(data)
+            self.update_others(data)
             return
         view = memoryview(data)
         for start in range(0, len(view), GIL_HELD_PIECE):
-            self.update(view[start : start + GIL_HELD_PIECE])
+            piece = view[start : start + GIL_HELD_PIECE]
+            self.md5.update(piece)
+            self.update_others(piece)
 
     def staged(self, staging: IStagingFile, size: int) -> StagedBody:
         """The staged body these are the digests of."""
@@ -304,7 +303,7 @@ class StagingSink:
             data = b"".join(pieces)
             if self.received <= self._hash_here_max:
                 try:
-                    body = self._stage_in_memory(data, here=True)
+                    body = self._stage_in_memory(data)
                 except Exception:
                     self._fail(Failure())
                 else:
@@ -316,12 +315,8 @@ class StagingSink:
             d = self._run(self._write_and_finish, pieces)
         d.addCallbacks(self._closing.callback, self._fail)
 
-    def _stage_in_memory(self, data: bytes, here: bool = False) -> StagedBody:
-        """Reactor thread (``here``) or disk pool."""
-        if here:
-            self._hashes.update_here(data)
-        else:
-            self._hashes.update(data)
+    def _stage_in_memory(self, data: bytes) -> StagedBody:  # reactor thread or disk pool
+        self._hashes.update(data)
         self._checks.verify(self.received, self._hashes, self._trailer_value)
         return self._hashes.staged(self._blobs.stage_bytes(data), self.received)
 
@@ -382,7 +377,7 @@ class MemorySink:
                 extra={"MaxMessageLengthBytes": str(self._checks.max_size)}
             )
         self._chunks.append(bytes(data))
-        self._hashes.update_here(data)
+        self._hashes.update(data)
 
     def set_trailer_checksum(self, value: str | None) -> None:
         self._trailer_value = value
