@@ -9,10 +9,15 @@ rest without the reactor (hashlib, socket reads and file writes all release the 
 
 - the *reader* copies ``first`` into a small ring of reusable buffers and ``recv_into``\\s the
   rest straight from a duplicate of the connection's socket (its own descriptor: the reactor
-  may close its one at any moment); every buffer but the last goes out full;
+  may close its one at any moment); every buffer but the last goes out full.  It updates
+  SHA-256 (and the optional checksum) over each filled buffer before handing it on;
 - the *MD5 lane* updates MD5 over each filled buffer;
-- the *write lane* updates SHA-256 (and the optional checksum) and appends the buffer to the
-  staging file, starting an fdatasync beside the writes every ``sync_every`` bytes.
+- the *write lane* appends the buffer to the staging file, starting an fdatasync beside the
+  writes every ``sync_every`` bytes.
+
+This split keeps the three threads' work per GiB close (socket reads and SHA-256 on the
+reader, MD5 alone, page-cache writes alone): with SHA-256 on the write lane instead, that lane
+held every buffer longest, and MD5 and the reader spent much of each upload waiting for it.
 
 A buffer goes back to the reader once both lanes are done with it, so memory per body is the
 ring (``buffers`` x ``buffer_size``) and a slow disk stops the reader (TCP backpressure).  When all
@@ -218,7 +223,9 @@ class DirectReceive:
                 filled += n
                 remaining -= n
                 self.received += n
-            self._dispatch(buffer, view[:filled])
+            filled_view = view[:filled]
+            self._hashes.update_others(filled_view)
+            self._dispatch(buffer, filled_view)
         return True
 
     def _next_buffer(self) -> _Buffer | None:
@@ -257,7 +264,6 @@ class DirectReceive:
             buffer, view = item
             try:
                 if self._error is None and not self._aborted.is_set():
-                    self._hashes.update_others(view)
                     if self._staging is None:
                         self._staging = self._blobs.open_staging()
                     self._staging.write(view)
