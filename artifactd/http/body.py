@@ -45,7 +45,9 @@ for the GIL behind it: small bodies are hashed here in pieces of at most this si
 
 
 class _Hashes:
-    """The digests of one body.  Disk pool only (updated from the worker thread)."""
+    """The digests of one body, updated by one thread at a time per digest: the reactor thread
+    (bodies of up to ``HASH_HERE_MAX`` bytes), the disk pool, or a :class:`DirectReceive`'s
+    reader (SHA-256 and the checksum) beside its MD5 lane."""
 
     def __init__(self, checksum_algorithm: str | None) -> None:
         self.md5 = hashlib.md5()
