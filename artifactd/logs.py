@@ -126,13 +126,13 @@ class Lines:
     A busy reactor serves many requests in one turn, and each writes an access line: one write
     (a system call on an unbuffered stdout, or to journald's socket) per line was about a
     twentieth of a small GET's cost.  The gathered lines are written at the start of the next
-    turn, before that turn sends the responses the requests wrote (a transport sends only when
-    the reactor finds its socket writable, and a connection with nothing queued is not watched
-    for that).  A line logged in a timed call waits one turn more, a response queued behind
-    unsent bytes may leave in the turn it was written, and a streamed body (sent as it is read)
-    leaves before its request's line.  A line from any other thread first writes what is
-    gathered, so lines keep their order.  If the process is killed, the lines of the turn it was
-    in are lost with it.
+    turn, before that turn sends the responses the requests wrote (a transport sends just before
+    the reactor polls -- see :mod:`artifactd.http.writes` -- or when the poll finds its socket
+    writable, both after the turn's timed calls).  A line logged in a timed call waits one turn
+    more, a response queued behind unsent bytes may leave in the turn it was written, and a
+    streamed body (sent as it is read) leaves before its request's line.  A line from any other
+    thread first writes what is gathered, so lines keep their order.  If the process is killed,
+    the lines of the turn it was in are lost with it.
     """
 
     def __init__(self, stream: IO[str]) -> None:

@@ -21,6 +21,7 @@ from artifactd.http import s3xml
 from artifactd.http.api import S3Api
 from artifactd.http.gate import Gate
 from artifactd.http.site import S3Site
+from artifactd.http.writes import WriteGathering
 from artifactd.memory import freeze_startup_objects, raise_young_threshold
 from artifactd.records import RecoveryReport
 from artifactd.storage.blobs import FileBlobStore
@@ -66,6 +67,7 @@ class ArtifactdService(Service):
         self._expiry: UploadExpiry | None = None
         self.engine: Engine | None = None
         self.site: S3Site | None = None
+        self._writes = WriteGathering(reactor)
         self.ready: Deferred[None] = Deferred()
 
     # ------------------------------------------------------------- start
@@ -73,6 +75,8 @@ class ArtifactdService(Service):
         super().startService()  # type: ignore[no-untyped-call]
         # the JSON log lines of each reactor turn are written together while the reactor runs
         self._reactor.callWhenRunning(logs.gather_writes, self._reactor)
+        # responses leave just before the reactor polls, without a watch on their sockets
+        self._writes.install()
         config = self.config
         layout = Layout(os.path.abspath(config.data_dir))
         os.makedirs(layout.root, mode=0o750, exist_ok=True)
@@ -100,6 +104,7 @@ class ArtifactdService(Service):
             call_from_thread=self._reactor.callFromThread,
             max_request_head_bytes=config.max_request_head_bytes,
             max_headers=config.max_headers,
+            writes=self._writes,
         )
         self.log.info(
             "artifactd starting: data_dir={data_dir} listen={listen}",
@@ -204,6 +209,7 @@ class ArtifactdService(Service):
     def stopService(self) -> Any:
         super().stopService()  # type: ignore[no-untyped-call]
         logs.stop_gathering()  # what shutdown logs is written at once
+        self._writes.uninstall()  # what is queued is sent; the sockets are watched again
         failures: list[Any] = []
         if self._expiry is not None:
             self._expiry.stop()

@@ -97,6 +97,10 @@ class S3Channel(http.HTTPChannel):
         set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
         if set_no_delay is not None:
             set_no_delay(True)
+        # the site's WriteGathering, if any, sends this connection's responses
+        writes = getattr(getattr(self, "site", None), "writes", None)
+        if writes is not None:
+            writes.adopt(self.transport)
 
     def resumeProducing(self) -> None:
         if self.reading_elsewhere:  # the transport's send buffer drained: it stays paused

@@ -30,6 +30,7 @@ from artifactd.http.direct import DirectReceive
 from artifactd.http.gate import BodyPlan, Gate
 from artifactd.http.refusal import LINGER_SECONDS, refuse
 from artifactd.http.s3xml import http_date
+from artifactd.http.writes import WriteGathering
 from artifactd.interfaces import IBlobStore
 from artifactd.storage.engine import Engine, Runner, StagedBody
 
@@ -374,6 +375,7 @@ class S3Site(server.Site):
         direct_min: int = DIRECT_MIN,
         max_request_head_bytes: int = DEFAULT_MAX_HEAD_BYTES,
         max_headers: int = DEFAULT_MAX_HEADERS,
+        writes: WriteGathering | None = None,
     ) -> None:
         super().__init__(resource, requestFactory=S3Request)  # type: ignore[no-untyped-call]
         self.max_request_head_bytes = max_request_head_bytes
@@ -388,6 +390,8 @@ class S3Site(server.Site):
         # callFromThread is given
         self.call_from_thread = call_from_thread
         self.direct_min = direct_min
+        # the channels' transports send before the reactor's next poll (when given)
+        self.writes = writes
         self.displayTracebacks = False
 
     def buildProtocol(self, addr: Any) -> S3Channel:  # type: ignore[override]
