@@ -6,9 +6,11 @@ left with unsent bytes is watched for writability."""
 
 from __future__ import annotations
 
+import gc
 import io
 import os
 import socket
+import weakref
 from typing import Any, Literal
 
 from twisted.internet import reactor as _reactor
@@ -223,6 +225,21 @@ class GatheredWritesTests(TestCase):
         client, data, _ = await self._exchange(factory, len(reply))
         self.assertTrue(data == reply)
         self.assertTrue(await client.closed())
+
+    async def test_closed_transport_is_freed(self) -> None:
+        """A closed connection's transport is freed at once, not left in a reference cycle
+        for the garbage collector."""
+        gc.disable()
+        self.addCleanup(gc.enable)
+        reply = os.urandom(4096)
+        factory = _ReplierFactory(self.writes, reply, close=True)
+        client, data, server = await self._exchange(factory, len(reply))
+        self.assertEqual(data, reply)
+        self.assertTrue(await client.closed())
+        freed = weakref.ref(server)
+        del server
+        factory.transports.clear()
+        self.assertIsNone(freed())
 
     async def test_uninstall_sends_what_is_queued(self) -> None:
         """Uninstalling sends the queued bytes at once and restores the reactor's loop; an

@@ -43,10 +43,6 @@ class WriteGathering:
         self._current: tcp.Connection | None = None  # the transport sending now
         self._current_stopped = False  # ... has stopped writing (sent all, or lost)
 
-    @property
-    def installed(self) -> bool:
-        return self._installed
-
     def install(self) -> bool:
         """Hook the reactor's loop; False (and nothing changed) when the reactor is not a
         poll-style one."""
@@ -112,6 +108,11 @@ class WriteGathering:
         if transport is self._current:
             self._current_stopped = True
         abstract.FileDescriptor.stopWriting(transport)
+        if transport.disconnected:
+            # connectionLost: the transport's own methods again, so that it and these two
+            # functions (which refer to it) do not wait for the garbage collector
+            vars(transport).pop("startWriting", None)
+            vars(transport).pop("stopWriting", None)
 
     # before each poll ------------------------------------------------------------------
     def send(self) -> None:
@@ -128,7 +129,7 @@ class WriteGathering:
                 # what the reactor does when the poll reports the socket writable:
                 # doWrite, and on an error or a finished close, connectionLost
                 do_write(transport, transport.fileno(), poll_out)
-                if not self._current_stopped:
+                if not self._current_stopped and transport.connected:
                     # bytes are left (the send buffer is full): watch, as before
                     abstract.FileDescriptor.startWriting(transport)
         finally:
