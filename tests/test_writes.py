@@ -207,24 +207,23 @@ class GatheredWritesTests(TestCase):
         self.assertTrue(await client.closed())
         self.assertIn(server, self.watched)
 
-    async def test_pull_producer(self) -> None:
-        """A pull producer (FileSender) is asked for more as the transport drains, and all it
-        produces arrives in order."""
+    async def _produced(self, produce: Literal["pull", "push"]) -> None:
         reply = os.urandom(8 * 1024 * 1024 + 1234)
-        factory = _ReplierFactory(self.writes, reply, close=True, produce="pull")
+        factory = _ReplierFactory(self.writes, reply, close=True, produce=produce)
         client, data, _ = await self._exchange(factory, len(reply))
         self.assertTrue(data == reply)
         self.assertTrue(await client.closed())
+
+    async def test_pull_producer(self) -> None:
+        """A pull producer (FileSender) is asked for more as the transport drains, and all it
+        produces arrives in order."""
+        await self._produced("pull")
 
     async def test_push_producer(self) -> None:
         """A push producer paused by a full buffer and resumed when it drains -- it writes
         again a turn later, from a timed call -- is not left waiting for the poll to time out
         (which would hold this test past its timeout)."""
-        reply = os.urandom(8 * 1024 * 1024 + 1234)
-        factory = _ReplierFactory(self.writes, reply, close=True, produce="push")
-        client, data, _ = await self._exchange(factory, len(reply))
-        self.assertTrue(data == reply)
-        self.assertTrue(await client.closed())
+        await self._produced("push")
 
     async def test_closed_transport_is_freed(self) -> None:
         """A closed connection's transport is freed at once, not left in a reference cycle
