@@ -60,13 +60,10 @@ class _Hashes:
         """All the digests over ``data``: up to ``HASH_HERE_MAX`` bytes (the reactor thread's
         share) in pieces that keep the GIL (``GIL_HELD_PIECE``), more at once, letting go of the
         GIL while it is hashed."""
-        if len(data) > HASH_HERE_MAX:
-            self.md5.update(data)
-            self.update_others(data)
-            return
         view = memoryview(data)
-        for start in range(0, len(view), GIL_HELD_PIECE):
-            piece = view[start : start + GIL_HELD_PIECE]
+        step = GIL_HELD_PIECE if len(view) <= HASH_HERE_MAX else len(view)
+        for start in range(0, len(view), step):
+            piece = view[start : start + step]
             self.md5.update(piece)
             self.update_others(piece)
 
