@@ -34,6 +34,7 @@ class Config:
     max_headers: int = 500
     max_object_size: int = 5 * GiB
     disk_threads: int = 32
+    spare_seconds: int = 30
     upload_expiry_seconds: int = 7 * 24 * 3600
     expiry_interval_seconds: int = 3600
     root_access_key: str | None = None
@@ -51,6 +52,7 @@ _KEYS: dict[tuple[str, str], tuple[str, type]] = {
     ("storage", "data_dir"): ("data_dir", str),
     ("storage", "max_object_size"): ("max_object_size", int),
     ("storage", "disk_threads"): ("disk_threads", int),
+    ("storage", "spare_seconds"): ("spare_seconds", int),
     ("multipart", "upload_expiry_seconds"): ("upload_expiry_seconds", int),
     ("multipart", "expiry_interval_seconds"): ("expiry_interval_seconds", int),
     ("auth", "root_access_key"): ("root_access_key", str),
@@ -126,6 +128,8 @@ def _validate(config: Config) -> None:
         raise UsageError("storage.max_object_size must be positive")
     if not 1 <= config.disk_threads <= 256:
         raise UsageError("storage.disk_threads must be between 1 and 256")
+    if not 0 <= config.spare_seconds <= 3600:
+        raise UsageError("storage.spare_seconds must be between 0 and 3600")
     if config.upload_expiry_seconds <= 0 or config.expiry_interval_seconds <= 0:
         raise UsageError("multipart: expiry settings must be positive")
     if (config.root_access_key is None) != (config.root_secret_key is None):

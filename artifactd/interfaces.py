@@ -53,8 +53,10 @@ class IBlobStore(Interface):
     except :meth:`open_blob` whose returned stream is read in small pieces by the download producer.
     """
 
-    def open_staging() -> IStagingFile:
-        """Create a new staging file on the same filesystem as the blobs."""
+    def open_staging(size: int | None = None) -> IStagingFile:
+        """Create a new staging file on the same filesystem as the blobs.  ``size``, when the
+        body's exact length is known, lets the store give a file it can write over faster (a
+        deleted blob's, see :meth:`release_spares`)."""
 
     def stage_bytes(data: bytes) -> IStagingFile:
         """A staged blob whose bytes are all in memory already (a small body); no I/O.  The
@@ -95,6 +97,11 @@ class IBlobStore(Interface):
 
     def check_free_space() -> int:
         """Bytes available to new blobs."""
+
+    def release_spares(older_than: float | None = None) -> int:
+        """Remove the files of deleted blobs kept (as spares for :meth:`open_staging`) longer
+        than ``older_than`` seconds, by default the store's own limit; returns how many.  Called
+        periodically, so that a deleted blob's space is free again within that limit."""
 
 
 class IMetadataStore(Interface):

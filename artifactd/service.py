@@ -11,7 +11,9 @@ from twisted.application.service import Service
 from twisted.internet import endpoints
 from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
 from twisted.internet.interfaces import IListeningPort, IReactorCore, IReactorTime
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from artifactd import credentials, logs
 from artifactd.config import Config
@@ -33,6 +35,8 @@ from artifactd.storage.tiered import TieredBlobStore
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+SPARE_CHECK_SECONDS = 5.0
 
 
 class DataDirInUse(SystemExit):
@@ -65,6 +69,8 @@ class ArtifactdService(Service):
         self._meta: KVMetadataStore | None = None
         self._ports: list[IListeningPort] = []
         self._expiry: UploadExpiry | None = None
+        self._blobs: TieredBlobStore | None = None
+        self._spare_release: LoopingCall | None = None
         self.engine: Engine | None = None
         self.site: S3Site | None = None
         self._writes = WriteGathering(reactor)
@@ -87,7 +93,9 @@ class ArtifactdService(Service):
         run = pool.run
 
         self._meta = metadata_store(LevelDBKV(layout.metadata))
-        blobs = TieredBlobStore(FileBlobStore(layout), self._meta)
+        files = FileBlobStore(layout, spare_seconds=config.spare_seconds)
+        blobs = TieredBlobStore(files, self._meta)
+        self._blobs = blobs
         blobs.prepare()
         engine = Engine(blobs, self._meta, run, call_from_thread=self._reactor.callFromThread)
         self.engine = engine
@@ -115,6 +123,7 @@ class ArtifactdService(Service):
         d.addCallback(self._recovered)
         d.addCallback(lambda _: self._listen())
         d.addCallback(lambda _: self._start_expiry())
+        d.addCallback(lambda _: self._start_spare_release())
         d.addCallbacks(self.ready.callback, self._start_failed)
 
     def _lock(self, path: str) -> None:
@@ -194,6 +203,20 @@ class ArtifactdService(Service):
         )
         self._expiry.start()
 
+    def _start_spare_release(self) -> None:
+        """The files of deleted blobs kept as spares go after ``spare_seconds`` (checked every
+        SPARE_CHECK_SECONDS)."""
+        if not self.config.spare_seconds:
+            return
+        blobs, pool = self._blobs, self._pool
+        assert blobs is not None and pool is not None
+        loop = LoopingCall(pool.run, blobs.release_spares)
+        loop.clock = self._reactor
+        loop.start(SPARE_CHECK_SECONDS, now=False).addErrback(
+            lambda f: self.log.failure("releasing spare files stopped", f)
+        )
+        self._spare_release = loop
+
     def _start_failed(self, failure: Any) -> None:
         self.log.failure("artifactd failed to start", failure)
         reactor: IReactorCore = self._reactor
@@ -213,6 +236,9 @@ class ArtifactdService(Service):
         failures: list[Any] = []
         if self._expiry is not None:
             self._expiry.stop()
+        if self._spare_release is not None and self._spare_release.running:
+            self._spare_release.stop()
+        self._spare_release = None
         results = yield DeferredList(
             [d for d in (port.stopListening() for port in self._ports) if d is not None],
             consumeErrors=True,
@@ -222,6 +248,11 @@ class ArtifactdService(Service):
         if self.engine is not None:
             yield self.engine.close()
             self.engine.stop()
+        if self._pool is not None and self._blobs is not None:
+            try:  # deleted blobs' space is free when the daemon has stopped
+                yield self._pool.run(self._blobs.release_spares, 0)
+            except Exception:
+                failures.append(Failure())
         if self._pool is not None:
             self._pool.stop()  # joins the disk threads: nothing uses the database after this
             self._pool = None

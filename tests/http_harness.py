@@ -69,9 +69,9 @@ class CountingBlobStore(FileBlobStore):
         super().__init__(layout)
         self.staging_opened = 0
 
-    def open_staging(self) -> StagingFile:
+    def open_staging(self, size: int | None = None) -> StagingFile:
         self.staging_opened += 1
-        return super().open_staging()
+        return super().open_staging(size)
 
 
 # ------------------------------------------------------------------------ responses
@@ -480,7 +480,13 @@ class Harness:
         return self.send(signed_request("GET", key_path(bucket, key), headers=headers))
 
     def staging_files(self) -> list[str]:
-        return sorted(os.listdir(self.layout.staging))
+        """The staging directory's files but the spares the blob store keeps on purpose."""
+        spares = (
+            {os.path.basename(s.path) for s in self.blobs.spares.spares}
+            if self.blobs.spares
+            else set()
+        )
+        return sorted(set(os.listdir(self.layout.staging)) - spares)
 
     def blob_files(self) -> list[str]:
         found: list[str] = []

@@ -149,3 +149,13 @@ class ServerLimitsAndHostsTests(SynchronousTestCase):
             with self.assertRaises(UsageError) as e:
                 build_config({key: value}, {}, {})
             self.assertIn(f"server.{key}", str(e.exception))
+
+    def test_spare_seconds(self) -> None:
+        """storage.spare_seconds: 0 (no spare files) to 3600."""
+        for value in (0, 3600):
+            config = build_config(parse_toml(f"[storage]\nspare_seconds = {value}", "f"), {}, {})
+            self.assertEqual(config.spare_seconds, value)
+        for value in (-1, 3601):
+            with self.assertRaises(UsageError) as e:
+                build_config({"spare_seconds": value}, {}, {})
+            self.assertIn("storage.spare_seconds", str(e.exception))

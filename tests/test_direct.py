@@ -116,8 +116,8 @@ class DirectReceiveTests(SynchronousTestCase):
         """Every staging file opened during the test writes through ``wrap(its write)``."""
         original = FileBlobStore.open_staging
 
-        def open_staging(blobs: FileBlobStore) -> StagingFile:
-            staging = original(blobs)
+        def open_staging(blobs: FileBlobStore, size: int | None = None) -> StagingFile:
+            staging = original(blobs, size)
             self.patch(staging, "write", wrap(staging.write))
             return staging
 

@@ -229,7 +229,7 @@ class StagingSink:
     def _write_batch(self, pieces: list[bytes]) -> None:  # disk pool, beside _hash_md5
         data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
         if self._staging is None:
-            self._staging = self._blobs.open_staging()
+            self._staging = self._blobs.open_staging(self._checks.expected_size)
         self._hashes.update_others(data)
         self._staging.write(data)
 
@@ -327,7 +327,7 @@ class StagingSink:
 
     def _finish(self) -> StagedBody:  # disk pool
         if self._staging is None:
-            self._staging = self._blobs.open_staging()
+            self._staging = self._blobs.open_staging(self._checks.expected_size)
         self._checks.verify(self.received, self._hashes, self._trailer_value)
         if self.received > self._sync_in_commit_max:
             self._staging.sync()

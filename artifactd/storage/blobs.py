@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import io
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import BinaryIO
@@ -21,24 +25,42 @@ from artifactd.storage.durable import (
     sync_dirs,
 )
 from artifactd.storage.layout import Layout, is_digest
+from artifactd.storage.spares import SparePool
+
+SPARE_SECONDS = 30.0
 
 
 @implementer(IStagingFile)
 class StagingFile:
     """A temp file under ``staging/``.  Disk pool only."""
 
-    def __init__(self, path: str, fs: FileSystem) -> None:
+    def __init__(self, path: str, fs: FileSystem, *, reuse: bool = False) -> None:
+        """A new (empty) file at ``path``; with ``reuse``, a spare file to write over from its
+        start, cut to the bytes written when synced or committed."""
         self.path = path
         self._fs = fs
-        self._file: BinaryIO | None = open(path, "wb", buffering=0)  # noqa: SIM115
+        self._file: BinaryIO | None = (
+            open(path, "r+b", buffering=0)  # noqa: SIM115
+            if reuse
+            else open(path, "wb", buffering=0)  # noqa: SIM115
+        )
+        self._reused = reuse
+        self._written = 0
         self._synced = False
 
     def write(self, data: bytes | memoryview) -> None:
         assert self._file is not None, "write after discard"
         view = memoryview(data)
         while view:
-            written = self._file.write(view)
-            view = view[written or 0 :]
+            written = self._file.write(view) or 0
+            self._written += written
+            view = view[written:]
+
+    def seal(self) -> None:
+        """Cut a reused file to the bytes written: nothing of its earlier content may follow
+        them into a blob."""
+        if self._reused and self._file is not None:
+            self._file.truncate(self._written)
 
     def datasync(self) -> None:
         f = self._file
@@ -53,6 +75,7 @@ class StagingFile:
         if self._synced:
             return
         assert self._file is not None, "sync after discard"
+        self.seal()
         self._fs.fsync_fd(self._file.fileno())
         self._file.close()
         self._file = None
@@ -96,9 +119,22 @@ class MemoryStaging:
 
 @implementer(IBlobStore)
 class FileBlobStore:
-    def __init__(self, layout: Layout, fs: FileSystem | None = None) -> None:
+    def __init__(
+        self,
+        layout: Layout,
+        fs: FileSystem | None = None,
+        *,
+        spare_seconds: float = SPARE_SECONDS,
+    ) -> None:
+        """``spare_seconds``: how long the file of a deleted blob is kept for a large upload to
+        write over (:mod:`artifactd.storage.spares`); 0 removes it at once."""
         self._layout = layout
         self._fs = fs if fs is not None else OSFileSystem()
+        self.spares = SparePool(layout.staging, spare_seconds) if spare_seconds > 0 else None
+        self._readers: Counter[str] = Counter()  # blob path -> files of it open here
+        # held while a blob's file becomes a spare; reentrant: a reader's close (which takes it)
+        # may run in any thread at any time, as the garbage collector finalises a lost file
+        self._readers_lock = threading.RLock()
         self._pending: set[str] | None = None  # directories to fsync at the end of a group
         self._pending_files: list[StagingFile] = []  # files committed unsynced in the group
         self._syncers = ThreadPoolExecutor(max_workers=16, thread_name_prefix="artifactd-fsync")
@@ -128,7 +164,16 @@ class FileBlobStore:
         os.makedirs(self._layout.blobs, exist_ok=True)
         os.makedirs(self._layout.staging, exist_ok=True)
 
-    def open_staging(self) -> StagingFile:
+    def open_staging(self, size: int | None = None) -> StagingFile:
+        if self.spares is not None and size is not None:
+            spare = self.spares.take(size)
+            if spare is not None:
+                try:
+                    if spare.size > size:
+                        os.truncate(spare.path, size)  # its extra pages go at once
+                    return StagingFile(spare.path, self._fs, reuse=True)
+                except OSError:
+                    self._fs.unlink(spare.path)  # a new file instead
         fd, path = tempfile.mkstemp(prefix="put-", dir=self._layout.staging)
         os.close(fd)
         os.chmod(path, 0o640)
@@ -147,6 +192,7 @@ class FileBlobStore:
             staging = self.open_staging()
             staging.write(data)
         assert isinstance(staging, StagingFile)
+        staging.seal()
         if self._pending is None:
             staging.sync()
         elif not staging.synced:
@@ -157,12 +203,43 @@ class FileBlobStore:
         return True
 
     def open_blob(self, digest: str) -> BinaryIO:
-        return open(self._layout.blob(digest), "rb")
+        path = self._layout.blob(digest)
+        with self._readers_lock:
+            raw = _BlobFile(path, functools.partial(self._closed, path))
+            self._readers[path] += 1
+        return io.BufferedReader(raw)
+
+    def _closed(self, path: str) -> None:  # any thread
+        with self._readers_lock:
+            self._readers[path] -= 1
+            if not self._readers[path]:
+                del self._readers[path]
 
     def delete(self, digest: str) -> None:
         path = self._layout.blob(digest)
+        if self.spares is not None and self.spares.offer(path, self._move_unread):
+            if self._pending is None:
+                self._fs.fsync_dir(os.path.dirname(path))
+            else:
+                self._pending.add(os.path.dirname(path))
+            return
         if os.path.lexists(path):  # its shard directory may not exist: nothing to fsync then
             durable_unlink(self._fs, path, self._pending)
+
+    def _move_unread(self, path: str, spare: str) -> bool:
+        """Rename a blob's file to ``spare`` unless one of this store's readers has it open."""
+        with self._readers_lock:  # no reader opens it meanwhile
+            if self._readers[path]:
+                return False
+            os.replace(path, spare)
+            return True
+
+    def release_spares(self, older_than: float | None = None) -> int:
+        """Remove the spare files kept longer than ``older_than`` seconds (by default the
+        store's ``spare_seconds``); how many."""
+        if self.spares is None:
+            return 0
+        return self.spares.release(self.spares.max_age if older_than is None else older_than)
 
     def exists(self, digest: str) -> bool:
         return os.path.exists(self._layout.blob(digest))
@@ -190,7 +267,25 @@ class FileBlobStore:
 
     def check_free_space(self) -> int:
         st = os.statvfs(self._layout.blobs)
-        return st.f_bavail * st.f_frsize
+        spare = self.spares.total if self.spares is not None else 0
+        return st.f_bavail * st.f_frsize + spare
+
+
+class _BlobFile(io.FileIO):
+    """A blob file open for reading, which tells its store when it is closed."""
+
+    def __init__(self, path: str, closed: Callable[[], None]) -> None:
+        self._on_close: Callable[[], None] | None = None  # not counted until open
+        super().__init__(path, "rb")
+        self._on_close = closed
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            on_close, self._on_close = self._on_close, None
+            if on_close is not None:
+                on_close()
 
 
 def _subdirs(path: str) -> list[str]:

@@ -475,7 +475,7 @@ class Engine:
             part = make_part(blob, md5_hex, checksum)
             self._commit(self._store_part_copy, upload, source, blob, part)
             return part
-        staging = self.blobs.open_staging()
+        staging = self.blobs.open_staging(length)
         try:
             digests = self._read_source(
                 source,

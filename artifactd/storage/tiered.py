@@ -50,8 +50,8 @@ class TieredBlobStore:
     def prepare(self) -> None:
         self._files.prepare()
 
-    def open_staging(self) -> IStagingFile:
-        return self._files.open_staging()
+    def open_staging(self, size: int | None = None) -> IStagingFile:
+        return self._files.open_staging(size)
 
     def stage_bytes(self, data: bytes) -> IStagingFile:
         return self._files.stage_bytes(data)
@@ -98,6 +98,9 @@ class TieredBlobStore:
 
     def check_free_space(self) -> int:
         return self._files.check_free_space()
+
+    def release_spares(self, older_than: float | None = None) -> int:
+        return self._files.release_spares(older_than)
 
 
 def _size_of_blob(digest: str, data: bytes) -> int:
