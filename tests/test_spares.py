@@ -24,6 +24,12 @@ class FakeClock:
         return self.now
 
 
+def move(path: str, spare: str) -> bool:
+    """The rename a store without readers does."""
+    os.replace(path, spare)
+    return True
+
+
 def write(path: str, data: bytes) -> str:
     with open(path, "wb") as f:
         f.write(data)
@@ -48,7 +54,7 @@ class SparePoolTests(SynchronousTestCase):
     def test_an_offered_file_moves_into_the_directory(self) -> None:
         pool = self.pool()
         path = self.blob(100)
-        self.assertTrue(pool.offer(path))
+        self.assertTrue(pool.offer(path, move))
         self.assertFalse(os.path.exists(path))
         [spare] = pool.spares
         self.assertEqual(os.path.dirname(spare.path), self.staging)
@@ -66,39 +72,39 @@ class SparePoolTests(SynchronousTestCase):
         os.link(linked, linked + ".other")
         huge = self.blob(1001)
         for path in (small, linked, huge):
-            self.assertFalse(pool.offer(path))
+            self.assertFalse(pool.offer(path, move))
             self.assertTrue(os.path.exists(path))
-        self.assertFalse(pool.offer(os.path.join(self.dir, "missing")))
+        self.assertFalse(pool.offer(os.path.join(self.dir, "missing"), move))
         refused = self.blob(100, "read")
         self.assertFalse(pool.offer(refused, lambda path, spare: False))  # a reader has it
         self.assertTrue(os.path.exists(refused))
         full = self.pool(reserve=1.01)  # never that much free
         ok = self.blob(100, "ok")
-        self.assertFalse(full.offer(ok))
+        self.assertFalse(full.offer(ok, move))
         self.assertTrue(os.path.exists(ok))
         self.assertEqual(os.listdir(self.staging), [])
 
     def test_the_oldest_go_when_there_are_too_many(self) -> None:
         pool = self.pool(max_files=2, max_bytes=250)
         first = self.blob(100, "a")
-        self.assertTrue(pool.offer(first))
+        self.assertTrue(pool.offer(first, move))
         [oldest] = pool.spares
         self.clock.now += 1
-        self.assertTrue(pool.offer(self.blob(100, "b")))
+        self.assertTrue(pool.offer(self.blob(100, "b"), move))
         self.clock.now += 1
-        self.assertTrue(pool.offer(self.blob(100, "c")))  # three files, 300 bytes: one goes
+        self.assertTrue(pool.offer(self.blob(100, "c"), move))  # three files, 300 bytes: one goes
         self.assertEqual([s.since for s in pool.spares], [1001.0, 1002.0])
         self.assertFalse(os.path.exists(oldest.path))
         self.assertEqual(len(os.listdir(self.staging)), 2)
-        self.assertTrue(pool.offer(self.blob(240, "d")))  # 440 bytes: both older go
+        self.assertTrue(pool.offer(self.blob(240, "d"), move))  # 440 bytes: both older go
         self.assertEqual([s.size for s in pool.spares], [240])
         self.assertEqual(len(os.listdir(self.staging)), 1)
 
     def test_release_removes_those_kept_too_long(self) -> None:
         pool = self.pool()
-        pool.offer(self.blob(100, "a"))
+        pool.offer(self.blob(100, "a"), move)
         self.clock.now += 20
-        pool.offer(self.blob(100, "b"))
+        pool.offer(self.blob(100, "b"), move)
         self.clock.now += 10
         self.assertEqual(pool.release(30.0), 1)
         self.assertEqual([s.since for s in pool.spares], [1020.0])
@@ -109,7 +115,7 @@ class SparePoolTests(SynchronousTestCase):
     def test_take_gives_the_closest_in_size(self) -> None:
         pool = self.pool()
         for size in (100, 300, 150):
-            pool.offer(self.blob(size))
+            pool.offer(self.blob(size), move)
         self.assertIsNone(pool.take(9))  # below min_size: a new file
         self.assertIsNone(pool.take(40))  # every spare more than twice the body
         spare = pool.take(140)
@@ -123,9 +129,9 @@ class SparePoolTests(SynchronousTestCase):
 
     def test_the_newest_among_equals(self) -> None:
         pool = self.pool()
-        pool.offer(self.blob(100, "a"))
+        pool.offer(self.blob(100, "a"), move)
         self.clock.now += 1
-        pool.offer(self.blob(100, "b"))
+        pool.offer(self.blob(100, "b"), move)
         spare = pool.take(100)
         assert spare is not None
         self.assertEqual(spare.since, 1001.0)

@@ -94,7 +94,6 @@ class DirectReceive:
         self._sock = sock
         self._first = first
         self._remaining = remaining
-        self._size = len(first) + remaining  # the body's, all of it
         self._blobs = blobs
         self._run = run
         self._checks = checks
@@ -266,7 +265,7 @@ class DirectReceive:
             try:
                 if self._error is None and not self._aborted.is_set():
                     if self._staging is None:
-                        self._staging = self._blobs.open_staging(self._size)
+                        self._staging = self._blobs.open_staging(self._checks.expected_size)
                     self._staging.write(view)
                     unsynced += len(view)
                     if unsynced >= self._sync_every and self._start_datasync():
@@ -315,7 +314,7 @@ class DirectReceive:
             if error is not None:
                 raise error
             if self._staging is None:
-                self._staging = self._blobs.open_staging(self._size)
+                self._staging = self._blobs.open_staging(self._checks.expected_size)
             if self._aborted.is_set():
                 raise errors.IncompleteBody()
             self._checks.verify(self.received, self._hashes, None)

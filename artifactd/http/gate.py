@@ -236,6 +236,7 @@ class Gate:
             content_sha256=content_sha256,
             checksum_algorithm=algorithm,
             checksum_value=value,
+            expected_size=chunked.decoded_length if chunked is not None else length,
             max_size=max_size,
         )
         return BodyPlan(streamed=streamed, checks=checks, chunked=chunked)

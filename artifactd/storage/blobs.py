@@ -23,6 +23,7 @@ from artifactd.storage.durable import (
     durable_rename,
     durable_unlink,
     sync_dirs,
+    sync_parent,
 )
 from artifactd.storage.layout import Layout, is_digest
 from artifactd.storage.spares import SparePool
@@ -218,10 +219,7 @@ class FileBlobStore:
     def delete(self, digest: str) -> None:
         path = self._layout.blob(digest)
         if self.spares is not None and self.spares.offer(path, self._move_unread):
-            if self._pending is None:
-                self._fs.fsync_dir(os.path.dirname(path))
-            else:
-                self._pending.add(os.path.dirname(path))
+            sync_parent(self._fs, path, self._pending)
             return
         if os.path.lexists(path):  # its shard directory may not exist: nothing to fsync then
             durable_unlink(self._fs, path, self._pending)

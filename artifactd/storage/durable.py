@@ -97,6 +97,12 @@ def _missing_dirs(path: str) -> list[str]:
 def durable_unlink(fs: FileSystem, path: str, pending: set[str] | None = None) -> None:
     """Remove a file and fsync its directory (or add the directory to ``pending``)."""
     fs.unlink(path)
+    sync_parent(fs, path, pending)
+
+
+def sync_parent(fs: FileSystem, path: str, pending: set[str] | None = None) -> None:
+    """Make a change to ``path``'s name (its removal, or a rename away) durable: fsync its
+    directory, or add the directory to ``pending``."""
     if pending is None:
         fs.fsync_dir(os.path.dirname(path))
     else:

@@ -42,11 +42,6 @@ RESERVE = 0.10  # of the filesystem's space: below that much free, deleted blobs
 LARGEST_FIT = 2  # a spare is only used for a body of at least 1/LARGEST_FIT of its size
 
 
-def _move(path: str, spare: str) -> bool:
-    os.replace(path, spare)
-    return True
-
-
 @frozen
 class Spare:
     path: str
@@ -79,7 +74,7 @@ class SparePool:
         with self._lock:
             return sum(s.size for s in self._spares)
 
-    def offer(self, path: str, move: Callable[[str, str], bool] = _move) -> bool:
+    def offer(self, path: str, move: Callable[[str, str], bool]) -> bool:
         """Take the file at ``path`` (a deleted blob's) as a spare, renamed into the directory
         by ``move(path, spare_path)``, which may refuse (False: a reader has the file open);
         False if it is not wanted, refused or gone, and then it is still at ``path``.

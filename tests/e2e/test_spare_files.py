@@ -77,3 +77,11 @@ class SpareFileTests(DaemonTestCase):
         self.put("other", new)
         self.assertEqual(start + stream.read(), old)
         self.assertEqual(self.get("other"), new)
+
+
+class SpareFileTLSTests(SpareFileTests):
+    """The same over TLS, where boto3 sends ``aws-chunked`` bodies with a trailing checksum:
+    they are staged through the reactor's sink, which learns the body's size from
+    ``x-amz-decoded-content-length``."""
+
+    tls = True
