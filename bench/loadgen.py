@@ -1,6 +1,8 @@
 """The load generators, both C: curl for large bodies, wrk (with bench/wrk.lua) for small
-requests, ranges and listings.  Each run reports the generator's own CPU seconds (from
-``os.wait4``), so a table can show whether the client was the bottleneck."""
+requests, ranges and listings; and for the 1 GiB rows two cross-check clients that cost less than
+curl (bench/rawget.py, bench/rawput.py: the bytes are moved by the kernel).  Each run reports
+the generator's own CPU seconds (from ``os.wait4``), so a table can show whether the client was
+the bottleneck."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 WRK_SCRIPT = os.path.join(HERE, "wrk.lua")
 RAWGET = os.path.join(HERE, "rawget.py")
+RAWPUT = os.path.join(HERE, "rawput.py")
 
 
 @dataclass
@@ -153,6 +156,26 @@ def raw_get(port: int, host: str, target: str) -> CurlResult:
         float(fields[1]),
         0,
         int(fields[2]),
+        done.wall_s,
+        done.cpu_s,
+        "" if 200 <= status < 300 else f"HTTP {status}",
+    )
+
+
+def raw_put(port: int, host: str, target: str, path: str) -> CurlResult:
+    """The same PUT through bench/rawput.py (the body by ``sendfile``, nothing copied in the
+    client)."""
+    done = run_processes([[sys.executable, RAWPUT, str(port), host, target, path]])[0]
+    fields = done.stdout.split()
+    if done.returncode != 0 or len(fields) != 3:
+        error = f"rawput exit {done.returncode}: {done.stderr.strip()[-300:]}"
+        return CurlResult(0, 0.0, 0, 0, done.wall_s, done.cpu_s, error)
+    status = int(fields[0])
+    return CurlResult(
+        status,
+        float(fields[1]),
+        int(fields[2]),
+        0,
         done.wall_s,
         done.cpu_s,
         "" if 200 <= status < 300 else f"HTTP {status}",

@@ -49,6 +49,7 @@ def verdicts(results: Results, config: Config) -> list[Verdict]:
 
     for metric, other, bound, higher in (
         ("put_large", "nginx", 0.6, True),
+        ("put_large_raw", "nginx", 0.6, True),
         ("get_large", "nginx", 0.6, True),
         ("get_large_raw", "nginx", 0.6, True),
         ("put_small_hi", "moto", 5.0, True),
@@ -71,6 +72,7 @@ def verdicts(results: Results, config: Config) -> list[Verdict]:
     check("mpu_probe", "< 100 ms", probe, lambda v: v < 100.0, f"{_fmt(probe)} ms")
     for metric, limit in (
         ("put_large", 150),
+        ("put_large_raw", 150),
         ("get_large", 150),
         ("get_large_raw", 150),
         ("concurrent", 300),
@@ -176,23 +178,25 @@ def limits_text(results: Results, limits: Limits, cores: int, config: Config) ->
         f" {tries}) = {limits.server_floor:.2f} in the server; MD5 alone allows"
         f" {1024 / limits.md5:.0f} MiB/s (one core).",
     ]
-    curl = generator_cpu_per_gib(results, "put_large", "artifactd")
-    nginx = results.median("put_large", "nginx")
-    if curl is not None:
-        ceiling = limits.ceiling(cores, curl)
+    for metric, sender in (("put_large", "curl"), ("put_large_raw", "the sendfile sender")):
+        spent = generator_cpu_per_gib(results, metric, "artifactd")
+        if spent is None:
+            continue
+        nginx = results.median(metric, "nginx")
+        ceiling = limits.ceiling(cores, spent)
         versus = f" = {ceiling / nginx:.2f}x nginx's PUT ({nginx:.0f} MiB/s)" if nginx else ""
         lines.append(
-            f"  curl spent {curl:.2f} on artifactd's PUTs: with {cores} cores busy all the time"
-            f" and no overhead, at most {ceiling:.0f} MiB/s{versus}."
+            f"  {sender} spent {spent:.2f} on artifactd's PUTs: with {cores} cores busy all the"
+            f" time and no overhead, at most {ceiling:.0f} MiB/s{versus}."
         )
-    reached = results.median("put_large", "artifactd")
-    cpu = results.cpu_per_gib("put_large", "artifactd")
-    if reached is not None and cpu is not None and curl is not None:
-        busy = (cpu + curl) * reached / 1024 / cores
-        lines.append(
-            f"  artifactd: {reached:.0f} MiB/s at {cpu:.2f} CPU s/GiB; with curl's, the"
-            f" {cores} cores were {100 * busy:.0f}% busy."
-        )
+        reached = results.median(metric, "artifactd")
+        cpu = results.cpu_per_gib(metric, "artifactd")
+        if reached is not None and cpu is not None:
+            busy = (cpu + spent) * reached / 1024 / cores
+            lines.append(
+                f"  artifactd: {reached:.0f} MiB/s at {cpu:.2f} CPU s/GiB; with {sender}'s,"
+                f" the {cores} cores were {100 * busy:.0f}% busy."
+            )
     return "\n".join(lines)
 
 

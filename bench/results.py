@@ -89,6 +89,14 @@ def metrics(config: Config) -> list[Metric]:
     s3_servers = ("artifactd", "moto")
     return [
         Metric("put_large", "large", f"PUT {big}", "MiB/s", True, large_body=True),
+        Metric(
+            "put_large_raw",
+            "large",
+            f"PUT {big}, sendfile sender (cross-check)",
+            "MiB/s",
+            True,
+            large_body=True,
+        ),
         Metric("get_large", "large", f"GET {big}", "MiB/s", True, large_body=True),
         Metric(
             "get_large_raw",

@@ -1,14 +1,18 @@
-"""The benchmark's PUT ceiling (bench/limits.py): its arithmetic, its report line, and that each
-step really moves the bytes it is given."""
+"""The benchmark's PUT ceiling (bench/limits.py): its arithmetic, its report lines, and that each
+step really moves the bytes it is given; and the sendfile sender (bench/rawput.py) that
+cross-checks curl's PUT."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import socket
 import tempfile
+import threading
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from bench import limits, report
+from bench import limits, rawput, report
 from bench.procstat import Usage
 from bench.results import Config, Results, Sample
 
@@ -38,10 +42,10 @@ class CeilingTests(SynchronousTestCase):
         self.assertEqual(_limits().as_json()["server_floor"], 2.5)
 
 
-def _put(value: float, cpu_s: float, generator_cpu_s: float) -> Sample:
+def _put(value: float, cpu_s: float, generator_cpu_s: float, generator: str = "curl") -> Sample:
     return Sample(
         value=value,
-        generator="curl",
+        generator=generator,
         usage=Usage(cpu_s=cpu_s, hwm_mib=60.0, rss_max_mib=60.0, wall_s=1.0),
         bytes_moved=GiB,
         extra={"generator_cpu_s": generator_cpu_s},
@@ -61,6 +65,22 @@ class LimitsTextTests(SynchronousTestCase):
         # (3.0 + 0.5) s/GiB at 512 MiB/s on 2 cores: 87.5% busy
         self.assertIn("artifactd: 512 MiB/s at 3.00 CPU s/GiB", text)
         self.assertIn("were 88% busy", text)
+
+    def test_the_sendfile_sender_gets_its_own_ceiling(self) -> None:
+        results = Results()
+        for value in (560.0, 570.0, 580.0):
+            results.add("put_large_raw", "artifactd", _put(value, 3.2, 0.125, "bench/rawput.py"))
+            results.add("put_large_raw", "nginx", _put(value + 200, 1.0, 0.125, "bench/rawput.py"))
+        text = report.limits_text(results, _limits(md5=1.0), 2, Config())
+        self.assertNotIn("curl spent", text)
+        # 2 * 1024 / (2.0 + 0.125) = 964 MiB/s (MD5 alone: 1024); nginx's median 770 MiB/s
+        self.assertIn(
+            "the sendfile sender spent 0.12 on artifactd's PUTs: with 2 cores busy all the"
+            " time and no overhead, at most 964 MiB/s = 1.25x nginx's PUT (770 MiB/s)",
+            text,
+        )
+        # (3.2 + 0.125) s/GiB at 570 MiB/s on 2 cores: 92.5% busy
+        self.assertIn("with the sendfile sender's, the 2 cores were 93% busy", text)
 
     def test_without_put_rounds_only_the_steps_are_shown(self) -> None:
         text = report.limits_text(Results(), _limits(), 2, Config())
@@ -89,3 +109,46 @@ class StepTests(SynchronousTestCase):
     def test_hashes_run_over_whole_pieces(self) -> None:
         self.assertGreaterEqual(limits.hash_cpu("md5", 2 * MiB), 0.0)
         self.assertGreaterEqual(limits.hash_cpu("sha256", 2 * MiB), 0.0)
+
+
+class RawPutTests(SynchronousTestCase):
+    """bench/rawput.py sends the head and then the whole file, and reads the status."""
+
+    def test_sends_head_and_body(self) -> None:
+        body = os.urandom(2 * MiB + 5)
+        fd, path = tempfile.mkstemp(prefix="rawput-")
+        self.addCleanup(os.unlink, path)
+        with os.fdopen(fd, "wb") as f:
+            f.write(body)
+        got: dict[str, bytes] = {}
+        listener = socket.create_server(("127.0.0.1", 0))
+        self.addCleanup(listener.close)
+
+        def serve() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head, _, rest = data.partition(b"\r\n\r\n")
+                while len(rest) < len(body):
+                    chunk = conn.recv(1 << 20)
+                    if not chunk:
+                        break
+                    rest += chunk
+                got["head"], got["body"] = head, rest
+                conn.sendall(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")
+
+        server = threading.Thread(target=serve, daemon=True)
+        server.start()
+        port = listener.getsockname()[1]
+        status, seconds, sent = rawput.put(
+            port, f"127.0.0.1:{port}", "/b/k?X-Amz-Signature=s", path
+        )
+        server.join(10)
+        self.assertEqual((status, sent), (201, len(body)))
+        self.assertGreater(seconds, 0.0)
+        lines = got["head"].split(b"\r\n")
+        self.assertEqual(lines[0], b"PUT /b/k?X-Amz-Signature=s HTTP/1.1")
+        self.assertIn(f"Content-Length: {len(body)}".encode(), lines)
+        self.assertEqual(hashlib.md5(got["body"]).digest(), hashlib.md5(body).digest())
