@@ -145,37 +145,29 @@ def curl(url: str, auth: list[str], *, upload: str | None = None) -> CurlResult:
 
 def raw_get(port: int, host: str, target: str) -> CurlResult:
     """The same GET through bench/rawget.py (4 MiB ``recv_into``, body discarded)."""
-    done = run_processes([[sys.executable, RAWGET, str(port), host, target]])[0]
-    fields = done.stdout.split()
-    if done.returncode != 0 or len(fields) != 3:
-        error = f"rawget exit {done.returncode}: {done.stderr.strip()[-300:]}"
-        return CurlResult(0, 0.0, 0, 0, done.wall_s, done.cpu_s, error)
-    status = int(fields[0])
-    return CurlResult(
-        status,
-        float(fields[1]),
-        0,
-        int(fields[2]),
-        done.wall_s,
-        done.cpu_s,
-        "" if 200 <= status < 300 else f"HTTP {status}",
-    )
+    return _raw_client(RAWGET, [str(port), host, target], upload=False)
 
 
 def raw_put(port: int, host: str, target: str, path: str) -> CurlResult:
     """The same PUT through bench/rawput.py (the body by ``sendfile``, nothing copied in the
     client)."""
-    done = run_processes([[sys.executable, RAWPUT, str(port), host, target, path]])[0]
+    return _raw_client(RAWPUT, [str(port), host, target, path], upload=True)
+
+
+def _raw_client(script: str, args: list[str], *, upload: bool) -> CurlResult:
+    """Run one of the cross-check clients, which print "STATUS SECONDS BODY_BYTES"."""
+    done = run_processes([[sys.executable, script, *args]])[0]
     fields = done.stdout.split()
     if done.returncode != 0 or len(fields) != 3:
-        error = f"rawput exit {done.returncode}: {done.stderr.strip()[-300:]}"
+        name = os.path.splitext(os.path.basename(script))[0]
+        error = f"{name} exit {done.returncode}: {done.stderr.strip()[-300:]}"
         return CurlResult(0, 0.0, 0, 0, done.wall_s, done.cpu_s, error)
-    status = int(fields[0])
+    status, body = int(fields[0]), int(fields[2])
     return CurlResult(
         status,
         float(fields[1]),
-        int(fields[2]),
-        0,
+        body if upload else 0,
+        0 if upload else body,
         done.wall_s,
         done.cpu_s,
         "" if 200 <= status < 300 else f"HTTP {status}",

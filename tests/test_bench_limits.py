@@ -12,7 +12,7 @@ import threading
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from bench import limits, rawput, report
+from bench import limits, loadgen, rawput, report
 from bench.procstat import Usage
 from bench.results import Config, Results, Sample
 
@@ -112,43 +112,65 @@ class StepTests(SynchronousTestCase):
 
 
 class RawPutTests(SynchronousTestCase):
-    """bench/rawput.py sends the head and then the whole file, and reads the status."""
+    """bench/rawput.py sends the head and then the whole file, and reads the status; the suite
+    runs it as a subprocess (``loadgen.raw_put``) and turns its line into a result."""
+
+    def setUp(self) -> None:
+        self.body = os.urandom(2 * MiB + 5)
+        fd, self.path = tempfile.mkstemp(prefix="rawput-")
+        self.addCleanup(os.unlink, self.path)
+        with os.fdopen(fd, "wb") as f:
+            f.write(self.body)
+        self.got: dict[str, bytes] = {}
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.addCleanup(self.listener.close)
+        self.port = self.listener.getsockname()[1]
+        self.server = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        """One request: the head, then Content-Length bytes; answers 201."""
+        conn, _ = self.listener.accept()
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            head, _, rest = data.partition(b"\r\n\r\n")
+            while len(rest) < len(self.body):
+                chunk = conn.recv(1 << 20)
+                if not chunk:
+                    break
+                rest += chunk
+            self.got["head"], self.got["body"] = head, rest
+            conn.sendall(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")
+
+    def assertReceived(self) -> None:
+        lines = self.got["head"].split(b"\r\n")
+        self.assertEqual(lines[0], b"PUT /b/k?X-Amz-Signature=s HTTP/1.1")
+        self.assertIn(f"Content-Length: {len(self.body)}".encode(), lines)
+        self.assertEqual(hashlib.md5(self.got["body"]).digest(), hashlib.md5(self.body).digest())
 
     def test_sends_head_and_body(self) -> None:
-        body = os.urandom(2 * MiB + 5)
-        fd, path = tempfile.mkstemp(prefix="rawput-")
-        self.addCleanup(os.unlink, path)
-        with os.fdopen(fd, "wb") as f:
-            f.write(body)
-        got: dict[str, bytes] = {}
-        listener = socket.create_server(("127.0.0.1", 0))
-        self.addCleanup(listener.close)
-
-        def serve() -> None:
-            conn, _ = listener.accept()
-            with conn:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    data += conn.recv(65536)
-                head, _, rest = data.partition(b"\r\n\r\n")
-                while len(rest) < len(body):
-                    chunk = conn.recv(1 << 20)
-                    if not chunk:
-                        break
-                    rest += chunk
-                got["head"], got["body"] = head, rest
-                conn.sendall(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")
-
-        server = threading.Thread(target=serve, daemon=True)
-        server.start()
-        port = listener.getsockname()[1]
-        status, seconds, sent = rawput.put(
-            port, f"127.0.0.1:{port}", "/b/k?X-Amz-Signature=s", path
-        )
-        server.join(10)
-        self.assertEqual((status, sent), (201, len(body)))
+        self.server.start()
+        host = f"127.0.0.1:{self.port}"
+        status, seconds, sent = rawput.put(self.port, host, "/b/k?X-Amz-Signature=s", self.path)
+        self.server.join(10)
+        self.assertEqual((status, sent), (201, len(self.body)))
         self.assertGreater(seconds, 0.0)
-        lines = got["head"].split(b"\r\n")
-        self.assertEqual(lines[0], b"PUT /b/k?X-Amz-Signature=s HTTP/1.1")
-        self.assertIn(f"Content-Length: {len(body)}".encode(), lines)
-        self.assertEqual(hashlib.md5(got["body"]).digest(), hashlib.md5(body).digest())
+        self.assertReceived()
+
+    def test_suite_runs_it_as_a_process(self) -> None:
+        self.server.start()
+        host = f"127.0.0.1:{self.port}"
+        result = loadgen.raw_put(self.port, host, "/b/k?X-Amz-Signature=s", self.path)
+        self.server.join(10)
+        self.assertEqual((result.status, result.error), (201, ""))
+        self.assertEqual((result.uploaded, result.downloaded), (len(self.body), 0))
+        self.assertGreater(result.cpu_s, 0.0)
+        self.assertReceived()
+
+    def test_a_failed_sender_is_an_error_of_the_sample(self) -> None:
+        self.listener.close()  # nothing listens (no server started): connection refused
+        result = loadgen.raw_put(self.port, "x", "/b/k", self.path)
+        self.assertEqual(result.status, 0)
+        self.assertTrue(result.error.startswith("rawput exit 1: "), result.error)
+        self.assertIn("ConnectionRefusedError", result.error)
