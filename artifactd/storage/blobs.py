@@ -193,12 +193,13 @@ class FileBlobStore:
             staging = self.open_staging()
             staging.write(data)
         assert isinstance(staging, StagingFile)
-        staging.seal()
         if self._pending is None:
-            staging.sync()
+            staging.sync()  # sealed there
         elif not staging.synced:
             # Synced with the group's directories, before the group's metadata is written: if
-            # the process dies first, the blob is unreferenced and recovery removes it.
+            # the process dies first, the blob is unreferenced and recovery removes it.  Sealed
+            # now, as the rename below shows it under its digest before that sync.
+            staging.seal()
             self._pending_files.append(staging)
         durable_rename(self._fs, staging.path, target, self._pending)
         return True
